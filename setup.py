@@ -1,0 +1,37 @@
+"""imagepipe: a TFX pipeline that turns a folder of labeled images into a served MobileNetV2 classifier."""
+from setuptools import setup
+
+setup(
+    name="imagepipe",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.9,<3.11",
+    packages=[
+        "pipeline",
+        "components",
+        "components.ingestion",
+        "components.transform",
+        "components.trainer",
+        "schemas",
+    ],
+    package_data={"schemas": ["*.pbtxt"]},
+    install_requires=[
+        "tfx==1.16.0",
+        # tfx_bsl imports dill, which apache-beam 2.74 no longer pulls in.
+        "dill",
+        "tensorflow>=2.16,<2.17",
+        "tf-keras>=2.16,<2.17",
+        "tensorflow-transform>=1.16,<1.17",
+        "tensorflow-data-validation>=1.16,<1.17",
+        "tensorflow-model-analysis>=0.47,<0.48",
+        "kfp>=2.5,<2.6",
+        "apache-beam",
+        "pillow",
+        "h5py",
+        "numpy<2",
+        # The offline demo data set (handwritten digits) ships inside scikit-learn's wheel.
+        "scikit-learn",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["imagepipe=pipeline.cli:main"]},
+)
