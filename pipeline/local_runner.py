@@ -1,0 +1,155 @@
+"""Runs the pipeline on a laptop: LocalDagRunner, SQLite ML Metadata, the Beam DirectRunner.
+
+Everything lives under one work directory:
+  <workdir>/pipeline_root/   component outputs (artifacts)
+  <workdir>/metadata.sqlite  ML Metadata store (lineage, caching, the baseline for the next run)
+  <workdir>/serving/         the Pusher's destination, in TF Serving's <version>/saved_model.pb layout
+  <workdir>/run_summary.json what the last run did, as the CLI prints it
+"""
+import dataclasses
+import json
+import logging
+import os
+from typing import Dict, List, Optional
+
+import ml_metadata as mlmd
+from tfx import v1 as tfx
+
+from components.ingestion import executor as ingestion_executor
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+# The DirectRunner named explicitly: Beam 2.74 otherwise first tries to download its Prism runner.
+LOCAL_BEAM_ARGS = ("--runner=DirectRunner", "--direct_num_workers=1")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkdirLayout:
+    root: str
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.root, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.root, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.root, "serving")
+
+    @property
+    def summary_path(self) -> str:
+        return os.path.join(self.root, "run_summary.json")
+
+
+def metadata_config(layout: WorkdirLayout):
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(layout.metadata_path)
+
+
+def run_local(config: PipelineConfig, layout: WorkdirLayout) -> Dict:
+    """Runs the whole pipeline and returns (and writes) its summary. Raises when a component fails."""
+    os.makedirs(layout.root, exist_ok=True)
+    logging.info("Running pipeline %r on %s; workdir %s", config.pipeline_name, config.data_root, layout.root)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
+    summary = summarize_last_run(layout)
+    with open(layout.summary_path, "w") as handle:
+        json.dump(summary, handle, indent=2, ensure_ascii=False)
+    return summary
+
+
+def _custom(artifact, key: str):
+    if key not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[key]
+    return getattr(value, value.WhichOneof("value"))
+
+
+def _component_times(store: mlmd.MetadataStore, executions) -> List[Dict]:
+    node_names = {}
+    for execution in executions:
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type == "node":
+                node_names[execution.id] = context.name.split(".")[-1]
+    return [
+        {
+            "component": node_names.get(execution.id, execution.type),
+            "state": mlmd.proto.Execution.State.Name(execution.last_known_state),
+            "seconds": round((execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000, 1),
+        }
+        for execution in sorted(executions, key=lambda e: e.id)
+    ]
+
+
+def summarize_last_run(layout: WorkdirLayout) -> Dict:
+    """Reads what the newest pipeline run produced from ML Metadata."""
+    store = mlmd.MetadataStore(metadata_config(layout))
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        raise RuntimeError(f"No pipeline run recorded in {layout.metadata_path}.")
+    run = max(runs, key=lambda context: context.id)
+    executions = store.get_executions_by_context(run.id)
+    artifacts = store.get_artifacts_by_context(run.id)
+    types = {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
+    newest: Dict[str, object] = {}
+    for artifact in sorted(artifacts, key=lambda a: a.id):
+        newest[types[artifact.type_id]] = artifact  # The run's own outputs are its newest artifacts.
+
+    summary: Dict = {"run_id": run.name, "components": _component_times(store, executions)}
+    examples = newest.get("Examples")
+    if examples is not None:
+        summary["examples"] = {
+            "files_read": _custom(examples, "files_read"),
+            "examples_written": _custom(examples, "examples_written"),
+            "quarantined": _custom(examples, "quarantined"),
+            "ignored": _custom(examples, "ignored"),
+            "per_class_and_split": json.loads(_custom(examples, "examples_per_class_and_split") or "{}"),
+            "report": os.path.join(examples.uri, ingestion_executor.REPORT_FILE_NAME),
+        }
+    evaluation = newest.get("ModelEvaluation")
+    if evaluation is not None:
+        summary["metrics"] = read_overall_metrics(evaluation.uri)
+    blessing = newest.get("ModelBlessing")
+    if blessing is not None:
+        summary["blessed"] = bool(_custom(blessing, "blessed"))
+        summary["baseline_model"] = _custom(blessing, "baseline_model")
+    pushed = newest.get("PushedModel")
+    if pushed is not None:
+        summary["pushed"] = bool(_custom(pushed, "pushed"))
+        summary["pushed_destination"] = _custom(pushed, "pushed_destination")
+        summary["pushed_version"] = _custom(pushed, "pushed_version")
+    return summary
+
+
+def read_overall_metrics(evaluation_uri: str) -> Dict[str, float]:
+    """The overall slice's scalar metrics of a TFMA evaluation, by metric name."""
+    import tensorflow_model_analysis as tfma  # Slow to import: only loaded when there is something to read.
+
+    metrics: Dict[str, float] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for entry in slice_metrics.metric_keys_and_values:
+            kind = entry.value.WhichOneof("type")
+            if kind == "double_value" and not entry.key.is_diff:
+                metrics[entry.key.name] = round(entry.value.double_value.value, 4)
+    return metrics
+
+
+def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
+    lines = [f"Run {summary['run_id']}"]
+    for component in summary["components"]:
+        lines.append(f"  {component['component']:<32} {component['state']:<10} {component['seconds']:>7.1f} s")
+    examples = summary.get("examples")
+    if examples:
+        lines.append(f"Ingested {examples['examples_written']} examples from {examples['files_read']} files "
+                     f"({examples['quarantined']} quarantined, {examples['ignored']} ignored; see {examples['report']})")
+    if "metrics" in summary:
+        lines.append("Evaluation (eval split): " + ", ".join(f"{k}={v}" for k, v in sorted(summary["metrics"].items())))
+    if summary.get("pushed"):
+        lines.append(f"Blessed and pushed: {summary['pushed_destination']}")
+    elif "blessed" in summary:
+        reason = "not blessed by the Evaluator (thresholds not met)" if not summary["blessed"] else "push skipped"
+        lines.append(f"Nothing pushed: the model was {reason}." + (f" Serving directory: {serving_dir}" if serving_dir else ""))
+    return "\n".join(lines)

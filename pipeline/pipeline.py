@@ -1,0 +1,82 @@
+"""create_pipeline: the TFX graph, built from a PipelineConfig and nothing else.
+
+Runners (local_runner.py, kubeflow_runner.py) decide where it runs, where metadata lives and which
+image it uses; this module only wires components.
+"""
+import os
+from typing import List, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.evaluation.eval_config import build_eval_config
+from components.ingestion.component import ImageExampleGen
+from components.trainer.run import TRAINING_CONFIG_KEY
+from pipeline.config import PipelineConfig, components_fingerprint
+
+SCHEMA_FILE_NAME = "schema.pbtxt"
+# Code named by dotted path is installed with this package (in the venv, in the image); see config.py
+# for how the cache still notices code changes.
+PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run.run_fn"
+
+
+def create_components(config: PipelineConfig) -> List:
+    code_version = components_fingerprint()
+    example_gen = ImageExampleGen(input_base=config.data_root, eval_percent=config.eval_percent)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(config.schema_dir, SCHEMA_FILE_NAME))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    # Not materialized: the graph runs inside training's input pipeline and inside the exported model,
+    # so nobody stores a float copy of every image. Analysis only builds the label vocabulary.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        materialize=False,
+        disable_statistics=True,
+        custom_config={"image_size": config.training.image_size, "code_version": code_version},
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={TRAINING_CONFIG_KEY: config.training.to_json_dict(), "code_version": code_version},
+    )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        example_splits=["eval"],
+        eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
+    )
+    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline_resolver,
+            evaluator, pusher]
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None
+                    ) -> tfx.dsl.Pipeline:
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )
