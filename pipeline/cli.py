@@ -12,6 +12,8 @@ from pipeline.config import EvaluationConfig, PipelineConfig
 
 DEFAULT_PIPELINE_NAME = "imagepipe"
 DEFAULT_WORKDIR = "workdir"
+# Where the Dockerfile puts this repository: components on the cluster read the schema from there.
+IMAGE_SCHEMA_DIR = "/imagepipe/schemas"
 # The demo trains on small 64x64 digits: 96x96 is ImageNet-weight-sized and 5x cheaper than 224.
 DEMO_TRAINING = dict(image_size=96, alpha=1.0, phase1_epochs=5, phase2_epochs=2, unfreeze_from_block=13)
 
@@ -47,7 +49,7 @@ def _training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: str, serving_dir: str,
-                     beam_args=()) -> PipelineConfig:
+                     beam_args=(), **overrides) -> PipelineConfig:
     return PipelineConfig(
         pipeline_name=args.pipeline_name,
         pipeline_root=pipeline_root,
@@ -58,6 +60,7 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
         evaluation=EvaluationConfig(min_accuracy=args.min_accuracy, max_accuracy_drop=args.max_accuracy_drop),
         beam_pipeline_args=tuple(beam_args),
         enable_cache=not args.no_cache,
+        **overrides,
     )
 
 
@@ -117,7 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
 
-    config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir)
+    config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir, schema_dir=args.schema_dir)
     output = kubeflow_runner.compile_pipeline(config, args.output, image=args.image or kubeflow_runner.DEFAULT_IMAGE)
     print(f"Kubeflow pipeline written to {output}")
     return 0
@@ -153,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--pipeline-root", required=True, help="artifact root as the cluster sees it")
     compile_.add_argument("--serving-dir", required=True, help="where the Pusher writes model versions")
     compile_.add_argument("--image", default=None, help="container image with this package installed")
+    compile_.add_argument("--schema-dir", default=IMAGE_SCHEMA_DIR,
+                          help="folder of schema.pbtxt as the cluster sees it (inside the image, or a URI)")
     _add_training_options(compile_, TrainingConfig())
     compile_.set_defaults(handler=cmd_compile)
     return parser

@@ -19,8 +19,11 @@ from components.ingestion import executor as ingestion_executor
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
-# The DirectRunner named explicitly: Beam 2.74 otherwise first tries to download its Prism runner.
-LOCAL_BEAM_ARGS = ("--runner=DirectRunner", "--direct_num_workers=1")
+# FnApiRunner is the in-process engine the DirectRunner uses for batch pipelines. It is named directly
+# because Beam 2.74's DirectRunner first tries to download and start its Prism runner (a Go binary that
+# TFX 1.16 was not tested with): offline that costs a failed download per Beam pipeline, online it
+# silently changes the engine.
+LOCAL_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_num_workers=1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +110,9 @@ def summarize_last_run(layout: WorkdirLayout) -> Dict:
             "per_class_and_split": json.loads(_custom(examples, "examples_per_class_and_split") or "{}"),
             "report": os.path.join(examples.uri, ingestion_executor.REPORT_FILE_NAME),
         }
+    model = newest.get("Model")
+    if model is not None:
+        summary["model"] = model.uri
     evaluation = newest.get("ModelEvaluation")
     if evaluation is not None:
         summary["metrics"] = read_overall_metrics(evaluation.uri)
