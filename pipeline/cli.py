@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from typing import List, Optional
 
 from components.trainer.hparams import TrainingConfig
@@ -64,12 +65,31 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
     )
 
 
+def preflight(config: PipelineConfig) -> None:
+    """Checks what would otherwise fail minutes into a run: the data folder and the base weights."""
+    from components.ingestion.image_tree import list_class_names
+    from components.trainer.model import build_base
+
+    classes = list_class_names(config.data_root)
+    if len(classes) < 2:
+        raise ValueError(f"{config.data_root!r} has {len(classes)} class folder(s); a classifier needs at least 2.")
+    logging.info("Data: %d classes under %s: %s", len(classes), config.data_root, classes)
+    # Builds the base once: downloads (and caches) ImageNet weights, or checks a weights file fits.
+    build_base(config.training)
+
+
 def _run_locally(args: argparse.Namespace, data_root: str) -> int:
+    from components.trainer.weights import WeightsUnavailableError
     from pipeline import local_runner
 
     layout = local_runner.WorkdirLayout(os.path.abspath(args.workdir))
     config = _pipeline_config(args, data_root, layout.pipeline_root, layout.serving_dir,
                               local_runner.LOCAL_BEAM_ARGS)
+    try:
+        preflight(config)
+    except (ValueError, WeightsUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         summary = local_runner.run_local(config, layout)
     except Exception as error:  # Reported with its cause; the traceback is in the log above.
@@ -163,13 +183,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+class _ProgressFilter(logging.Filter):
+    """Without --verbose, TFX's and Beam's INFO chatter (protos, plans) is hidden; stage progress stays."""
+
+    _NOISY = ("absl", "apache_beam", "tensorflow")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return not _is_known_noise(record)
+        if record.name.split(".")[0] not in self._NOISY:
+            return True
+        message = record.getMessage()
+        return message.startswith("Component ") and message.endswith(("is running.", "is finished."))
+
+
+def _is_known_noise(record: logging.LogRecord) -> bool:
+    # Harmless warnings TFX 1.16 prints on every run (see ENVIRONMENT notes); the rest stays visible.
+    return "ArtifactQuery.property_predicate is not supported" in record.getMessage()
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    if not verbose:
+        handler.addFilter(_ProgressFilter())
+        # TensorFlow's C++ INFO and WARNING lines (e.g. end-of-sequence notices after each epoch).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
     return args.handler(args)
 
 

@@ -116,6 +116,7 @@ def summarize_last_run(layout: WorkdirLayout) -> Dict:
     evaluation = newest.get("ModelEvaluation")
     if evaluation is not None:
         summary["metrics"] = read_overall_metrics(evaluation.uri)
+        summary["failed_thresholds"] = read_failed_thresholds(evaluation.uri)
     blessing = newest.get("ModelBlessing")
     if blessing is not None:
         summary["blessed"] = bool(_custom(blessing, "blessed"))
@@ -143,6 +144,23 @@ def read_overall_metrics(evaluation_uri: str) -> Dict[str, float]:
     return metrics
 
 
+def read_failed_thresholds(evaluation_uri: str) -> List[str]:
+    """Why a model was not blessed: each failed threshold with the value that failed it."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
+
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            key = failure.metric_key
+            name = f"{key.name} (change vs. baseline)" if key.is_diff else key.name
+            threshold = json_format.MessageToDict(failure.metric_threshold)
+            value = failure.metric_value.double_value.value
+            failures.append(f"{name} = {value:.4f} fails {json.dumps(threshold)}")
+    return failures
+
+
 def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
     lines = [f"Run {summary['run_id']}"]
     for component in summary["components"]:
@@ -156,6 +174,11 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
     if summary.get("pushed"):
         lines.append(f"Blessed and pushed: {summary['pushed_destination']}")
     elif "blessed" in summary:
-        reason = "not blessed by the Evaluator (thresholds not met)" if not summary["blessed"] else "push skipped"
-        lines.append(f"Nothing pushed: the model was {reason}." + (f" Serving directory: {serving_dir}" if serving_dir else ""))
+        if summary["blessed"]:
+            lines.append("Nothing pushed although the model was blessed: see the Pusher's log above.")
+        else:
+            lines.append("Nothing pushed: the Evaluator did not bless the model:")
+            lines += [f"  {failure}" for failure in summary.get("failed_thresholds", [])]
+        if serving_dir:
+            lines.append(f"Serving directory (unchanged): {serving_dir}")
     return "\n".join(lines)

@@ -58,3 +58,33 @@ def test_predict_picks_the_highest_complete_version(tmp_path):
 def test_predict_without_a_model_exits_with_a_message(tmp_path, capsys):
     assert cli.main(["predict", "--model", str(tmp_path / "none"), "image.png"]) == 2
     assert "No model" in capsys.readouterr().err
+
+
+def test_run_on_a_missing_folder_fails_before_the_pipeline_starts(tmp_path, capsys):
+    code = cli.main(["run", "--data", str(tmp_path / "missing"), "--workdir", str(tmp_path / "work"),
+                     "--weights", "none"])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "work" / "metadata.sqlite").exists()
+
+
+def test_run_with_a_single_class_is_refused(tmp_path, capsys):
+    (tmp_path / "images" / "only").mkdir(parents=True)
+    assert cli.main(["run", "--data", str(tmp_path / "images"), "--workdir", str(tmp_path / "work"),
+                     "--weights", "none"]) == 2
+    assert "at least 2" in capsys.readouterr().err
+
+
+def test_progress_filter_keeps_stage_lines_and_hides_tfx_chatter():
+    import logging
+
+    keep = cli._ProgressFilter()
+
+    def record(name, level, message):
+        return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+    assert keep.filter(record("absl", logging.INFO, "Component Trainer is running."))
+    assert not keep.filter(record("absl", logging.INFO, "Using deployment config: ..."))
+    assert keep.filter(record("root", logging.INFO, "ImageExampleGen: 10 files read"))
+    assert keep.filter(record("absl", logging.WARNING, "Something worth seeing"))
+    assert not keep.filter(record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
