@@ -13,6 +13,7 @@ setup(
         "components.transform",
         "components.trainer",
         "components.evaluation",
+        "components.baseline",
         "schemas",
     ],
     package_data={"schemas": ["*.pbtxt"]},
@@ -33,6 +34,6 @@ setup(
         # The offline demo data set (handwritten digits) ships inside scikit-learn's wheel.
         "scikit-learn",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "kubernetes-validate"]},
     entry_points={"console_scripts": ["imagepipe=pipeline.cli:main"]},
 )

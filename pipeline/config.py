@@ -10,6 +10,12 @@ from components.trainer.hparams import TrainingConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEMA_DIR = REPO_ROOT / "schemas"
+# Where the Evaluator's no-regression baseline comes from. The Resolver queries ML Metadata for the latest
+# blessed model: local runs and Vertex AI execute it, the open-source KFP v2 backend does not. The
+# serving directory's newest pushed version works on every orchestrator.
+BASELINE_RESOLVER = "resolver"
+BASELINE_LATEST_PUSHED = "latest-pushed"
+BASELINE_SOURCES = (BASELINE_RESOLVER, BASELINE_LATEST_PUSHED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +47,11 @@ class PipelineConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
+    baseline: str = BASELINE_RESOLVER
 
     def __post_init__(self):
+        if self.baseline not in BASELINE_SOURCES:
+            raise ValueError(f"baseline must be one of {BASELINE_SOURCES}, got {self.baseline!r}.")
         if not 1 <= self.eval_percent <= 99:
             raise ValueError(f"eval_percent must be between 1 and 99, got {self.eval_percent}.")
         if not self.pipeline_name.replace("-", "").replace("_", "").isalnum():

@@ -9,16 +9,33 @@ from typing import List, Optional
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.baseline.component import LatestPushedModel
+from components.baseline.executor import BASELINE_MODEL_KEY
 from components.evaluation.eval_config import build_eval_config
 from components.ingestion.component import ImageExampleGen
 from components.trainer.run import TRAINING_CONFIG_KEY
-from pipeline.config import PipelineConfig, components_fingerprint
+from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_RESOLVER, PipelineConfig, components_fingerprint
 
 SCHEMA_FILE_NAME = "schema.pbtxt"
 # Code named by dotted path is installed with this package (in the venv, in the image); see config.py
 # for how the cache still notices code changes.
 PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
+RESOLVER_ID = "latest_blessed_model_resolver"
+LATEST_PUSHED_MODEL_ID = "latest_pushed_model"
+BASELINE_OUTPUT_KEYS = {BASELINE_RESOLVER: "model", BASELINE_LATEST_PUSHED: BASELINE_MODEL_KEY}
+
+
+def create_baseline(config: PipelineConfig, candidate_model: tfx.dsl.Channel):
+    """The node whose Model output is the Evaluator's baseline (see config.BASELINE_SOURCES)."""
+    if config.baseline == BASELINE_LATEST_PUSHED:
+        return LatestPushedModel(candidate_model=candidate_model, serving_dir=config.serving_dir).with_id(
+            LATEST_PUSHED_MODEL_ID)
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(RESOLVER_ID)
 
 
 def create_components(config: PipelineConfig) -> List:
@@ -47,15 +64,11 @@ def create_components(config: PipelineConfig) -> List:
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={TRAINING_CONFIG_KEY: config.training.to_json_dict(), "code_version": code_version},
     )
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    baseline = create_baseline(config, trainer.outputs["model"])
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
+        baseline_model=baseline.outputs[BASELINE_OUTPUT_KEYS[config.baseline]],
         example_splits=["eval"],
         eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
     )
@@ -65,7 +78,7 @@ def create_components(config: PipelineConfig) -> List:
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
     )
-    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline_resolver,
+    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline,
             evaluator, pusher]
 
 
