@@ -1,4 +1,4 @@
-"""imagepipe: the command line of the pipeline (run, demo, predict, compile)."""
+"""imagepipe: the command line of the pipeline (run, demo, predict, compile, submit, schedule)."""
 import argparse
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import warnings
 from typing import List, Optional
 
 from components.trainer.hparams import TrainingConfig
-from pipeline.config import EvaluationConfig, PipelineConfig
+from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_SOURCES, EvaluationConfig, PipelineConfig
 
 DEFAULT_PIPELINE_NAME = "imagepipe"
 DEFAULT_WORKDIR = "workdir"
@@ -140,9 +140,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
 
-    config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir, schema_dir=args.schema_dir)
-    output = kubeflow_runner.compile_pipeline(config, args.output, image=args.image or kubeflow_runner.DEFAULT_IMAGE)
+    try:
+        config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir, args.beam_arg,
+                                  schema_dir=args.schema_dir, baseline=args.baseline)
+        settings = kubeflow_runner.settings_from_options(args.image, args.resources, args.gpu_type,
+                                                         args.component_beam_arg)
+        output = kubeflow_runner.compile_pipeline(config, args.output, settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"Kubeflow pipeline written to {output}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipeline import kubeflow_client
+
+    def create() -> str:
+        parameters = kubeflow_client.parse_parameters(args.param)
+        if args.command == "schedule":
+            recurring_id = kubeflow_client.schedule(args.pipeline, args.endpoint, args.cron, args.name,
+                                                    args.namespace, args.experiment, parameters, args.service_account)
+            return f"Recurring run {recurring_id} created ({args.cron})"
+        run_id = kubeflow_client.submit(args.pipeline, args.endpoint, args.namespace, args.experiment, parameters,
+                                        args.service_account)
+        return f"Run {run_id} created"
+
+    try:
+        print(create())
+    except (ValueError, FileNotFoundError, kubeflow_client.KubeflowUnreachableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -178,8 +206,36 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--image", default=None, help="container image with this package installed")
     compile_.add_argument("--schema-dir", default=IMAGE_SCHEMA_DIR,
                           help="folder of schema.pbtxt as the cluster sees it (inside the image, or a URI)")
+    compile_.add_argument("--baseline", choices=BASELINE_SOURCES, default=BASELINE_LATEST_PUSHED,
+                          help="no-regression baseline: 'latest-pushed' (newest version in the serving dir; works "
+                               "on KFP and Vertex AI) or 'resolver' (latest blessed model in ML Metadata; Vertex AI "
+                               "only, the open-source KFP backend does not run resolver tasks)")
+    compile_.add_argument("--resources", action="append", default=[], metavar="COMPONENT:cpu=N,memory=GB[,gpu=N]",
+                          help="override a task's CPU/memory(GB)/GPU, e.g. Trainer:cpu=8,memory=32,gpu=1 (repeatable)")
+    compile_.add_argument("--gpu-type", default=None,
+                          help="accelerator type for gpu=N: nvidia.com/gpu on KFP, e.g. NVIDIA_TESLA_T4 on Vertex AI")
+    compile_.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
+                          help="Beam option for every Beam component, e.g. --beam-arg=--runner=DataflowRunner")
+    compile_.add_argument("--component-beam-arg", action="append", default=[], metavar="COMPONENT=--OPTION=VALUE",
+                          help="Beam option for one component, e.g. Transform=--runner=DataflowRunner (repeatable)")
     _add_training_options(compile_, TrainingConfig())
     compile_.set_defaults(handler=cmd_compile)
+
+    for name, help_text in (("submit", "create a Kubeflow Pipelines run of a compiled pipeline"),
+                            ("schedule", "create a recurring (cron) Kubeflow Pipelines run of a compiled pipeline")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--pipeline", required=True, help="the JSON written by `imagepipe compile`")
+        command.add_argument("--endpoint", default=None,
+                             help="KFP API endpoint, e.g. http://localhost:8080 (default: $KF_PIPELINES_ENDPOINT)")
+        command.add_argument("--namespace", default="kubeflow", help="Kubernetes namespace (multi-user: the profile)")
+        command.add_argument("--experiment", default=DEFAULT_PIPELINE_NAME)
+        command.add_argument("--service-account", default=None, help="Kubernetes service account the tasks run as")
+        command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                             help="override a pipeline parameter (data_root, training_config)")
+        if name == "schedule":
+            command.add_argument("--cron", required=True, help="cron expression, e.g. '0 2 * * *' (daily at 02:00)")
+            command.add_argument("--name", default=f"{DEFAULT_PIPELINE_NAME}-recurring")
+        command.set_defaults(handler=cmd_submit)
     return parser
 
 

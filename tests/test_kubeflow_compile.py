@@ -1,34 +1,179 @@
 """Compiling for Kubeflow Pipelines v2 offline, and what the compiled JSON holds."""
 import json
 
+import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from pipeline import kubeflow_client, kubeflow_runner
 from pipeline.cli import main
 
 EXPECTED_TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
                   "Trainer", "Evaluator", "Pusher"}
+IMAGE = "registry.example/imagepipe:test"
+COMPILE_ARGS = ["--data", "gs://bucket/images", "--pipeline-root", "gs://bucket/root",
+                "--serving-dir", "gs://bucket/serving", "--image", IMAGE, "--weights", "none"]
 
 
-def test_compile_writes_a_kfp_v2_pipeline_with_every_component(tmp_path):
+def compile_job(tmp_path, *extra_args) -> dict:
     output = tmp_path / "pipeline.json"
-    code = main(["compile", "--output", str(output), "--data", "gs://bucket/images",
-                 "--pipeline-root", "gs://bucket/root", "--serving-dir", "gs://bucket/serving",
-                 "--image", "registry.example/imagepipe:test", "--weights", "none"])
-    assert code == 0
-    job = json.loads(output.read_text())
+    assert main(["compile", "--output", str(output), *COMPILE_ARGS, *extra_args]) == 0
+    return json.loads(output.read_text())
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> dict:
+    """The default compile (latest-pushed baseline), with a GPU Trainer and a Dataflow Transform."""
+    return compile_job(tmp_path_factory.mktemp("kfp"), "--resources", "Trainer:cpu=8,memory=32,gpu=1",
+                       "--beam-arg=--direct_num_workers=0", "--component-beam-arg", "Transform=--runner=DataflowRunner")
+
+
+def parse_job(job: dict) -> pipeline_spec_pb2.PipelineJob:
+    """Strict parse into KFP's protos: an unknown or misspelled field fails."""
+    parsed = pipeline_spec_pb2.PipelineJob()
+    json_format.ParseDict({key: value for key, value in job.items() if key != "pipelineSpec"}, parsed)
     spec = pipeline_spec_pb2.PipelineSpec()
-    json_format.ParseDict(job["pipelineSpec"], spec)  # Strict: unknown fields fail.
-    assert spec.schema_version == "2.0.0"
-    tasks = set(spec.root.dag.tasks)
-    assert EXPECTED_TASKS <= tasks
-    assert any("resolver" in task for task in tasks - EXPECTED_TASKS), tasks
-    executors = job["pipelineSpec"]["deploymentSpec"]["executors"].values()
-    images = {executor["container"]["image"] for executor in executors if "container" in executor}
-    assert images == {"registry.example/imagepipe:test"}
-    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
-    # Code is named by dotted path (installed in the image), so nothing was packaged or uploaded.
+    json_format.ParseDict(job["pipelineSpec"], spec)
+    deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
+    json_format.ParseDict(job["pipelineSpec"]["deploymentSpec"], deployment)
+    return parsed, spec, deployment
+
+
+def container_of(spec, deployment, task_name: str):
+    label = spec.components[spec.root.dag.tasks[task_name].component_ref.name].executor_label
+    return deployment.executors[label].container
+
+
+def test_compiled_job_parses_into_kfp_protos_with_every_component(job):
+    parsed, spec, deployment = parse_job(job)
+    assert spec.schema_version == "2.1.0"
+    assert set(spec.root.dag.tasks) == EXPECTED_TASKS | {"latest_pushed_model"}
+    assert parsed.runtime_config.gcs_output_directory == "gs://bucket/root"
+    # KFP OSS cannot run resolver executors: the default compile has none.
+    assert not [label for label, executor in deployment.executors.items() if executor.WhichOneof("spec") != "container"]
+
+
+def test_task_graph_gates_the_push_on_the_evaluation(job):
+    _, spec, _ = parse_job(job)
+    tasks = spec.root.dag.tasks
+    pusher_inputs = tasks["Pusher"].inputs.artifacts
+    assert pusher_inputs["model"].task_output_artifact.producer_task == "Trainer"
+    assert pusher_inputs["model_blessing"].task_output_artifact.producer_task == "Evaluator"
+    assert set(tasks["Pusher"].dependent_tasks) == {"Evaluator", "Trainer"}
+    evaluator_inputs = tasks["Evaluator"].inputs.artifacts
+    assert evaluator_inputs["model"].task_output_artifact.producer_task == "Trainer"
+    assert evaluator_inputs["baseline_model"].task_output_artifact.producer_task == "latest_pushed_model"
+    assert tasks["latest_pushed_model"].inputs.artifacts["candidate_model"].task_output_artifact.producer_task == \
+        "Trainer"
+    assert set(tasks["ExampleValidator"].dependent_tasks) == {"StatisticsGen", "ImportSchemaGen"}
+    assert {"ImageExampleGen", "Transform"} <= set(tasks["Trainer"].dependent_tasks)
+
+
+def test_every_task_runs_the_image_with_its_resources(job):
+    _, spec, deployment = parse_job(job)
+    for task_name in spec.root.dag.tasks:
+        container = container_of(spec, deployment, task_name)
+        assert container.image == IMAGE
+        assert container.resources.cpu_limit > 0 and container.resources.memory_limit > 0, task_name
+        assert container.resources.cpu_request == container.resources.cpu_limit
+    trainer = container_of(spec, deployment, "Trainer").resources
+    assert (trainer.cpu_limit, trainer.memory_limit) == (8, 32)
+    assert (trainer.accelerator.type, trainer.accelerator.count) == ("nvidia.com/gpu", 1)
+    # TFX drops platform_config for FileBasedExampleGen; the compiled spec is patched instead.
+    assert container_of(spec, deployment, "ImageExampleGen").resources.memory_limit == \
+        kubeflow_runner.DEFAULT_RESOURCES["ImageExampleGen"].memory_gb
+
+
+def test_beam_args_reach_every_beam_task_and_component_args_only_theirs(job):
+    _, spec, deployment = parse_job(job)
+    transform_args = list(container_of(spec, deployment, "Transform").args)
+    assert "--direct_num_workers=0" in transform_args and "--runner=DataflowRunner" in transform_args
+    assert "--runner=DataflowRunner" not in container_of(spec, deployment, "StatisticsGen").args
+    assert "--direct_num_workers=0" in container_of(spec, deployment, "StatisticsGen").args
+
+
+def test_data_location_and_hyperparameters_are_pipeline_parameters(job):
+    parsed, spec, _ = parse_job(job)
+    declared = spec.root.input_definitions.parameters
+    assert set(declared) == {"data_root", "training_config"}
+    values = parsed.runtime_config.parameter_values
+    assert values["data_root"].string_value == "gs://bucket/images"
+    assert json.loads(values["training_config"].string_value)["training"]["weights"] == "none"
+    assert declared["data_root"].default_value.string_value == "gs://bucket/images"
+    tasks = spec.root.dag.tasks
+    assert tasks["ImageExampleGen"].inputs.parameters["input_base"].component_input_parameter == "data_root"
+    assert tasks["Trainer"].inputs.parameters["custom_config"].component_input_parameter == "training_config"
+
+
+def test_cache_is_on_except_for_the_baseline_import(job):
+    _, spec, _ = parse_job(job)
+    caching = {name: task.caching_options.enable_cache for name, task in spec.root.dag.tasks.items()}
+    assert caching.pop("latest_pushed_model") is False
+    assert all(caching.values()), caching
+
+
+def test_code_and_schema_come_from_the_image_so_nothing_is_uploaded(job):
     compiled = json.dumps(job)
     assert "components.trainer.run.run_fn" in compiled and "_wheels" not in compiled
-    # The schema is read inside the image on the cluster, not from the compiling machine's checkout.
     assert "/imagepipe/schemas/schema.pbtxt" in compiled
+
+
+def test_resolver_baseline_compiles_to_resolver_tasks_for_vertex(tmp_path):
+    _, spec, deployment = parse_job(compile_job(tmp_path, "--baseline", "resolver"))
+    resolvers = {label for label, executor in deployment.executors.items() if executor.WhichOneof("spec") == "resolver"}
+    assert resolvers, "the Resolver should compile to resolver executors (run by Vertex AI)"
+    assert "latest_pushed_model" not in spec.root.dag.tasks
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--resources", "Trainr:cpu=4"], "Unknown component"),
+    (["--resources", "Trainer:disk=4"], "Unknown or empty resource"),
+    (["--component-beam-arg", "Trainer=--runner=DataflowRunner"], "does not run Beam"),
+    (["--component-beam-arg", "Transform"], "COMPONENT=--beam_option"),
+])
+def test_bad_kubeflow_options_are_refused_with_a_message(tmp_path, capsys, option, message):
+    assert main(["compile", "--output", str(tmp_path / "p.json"), *COMPILE_ARGS, *option]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_submit_without_a_reachable_endpoint_fails_clearly(job, tmp_path, capsys):
+    job_file = tmp_path / "pipeline.json"
+    job_file.write_text(json.dumps(job))
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    code = main(["submit", "--pipeline", str(job_file), "--endpoint", "http://127.0.0.1:9"])
+    assert code == 2
+    assert "Cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_submit_refuses_unknown_parameters_before_any_network_call(job, tmp_path, capsys):
+    job_file = tmp_path / "pipeline.json"
+    job_file.write_text(json.dumps(job))
+    assert main(["submit", "--pipeline", str(job_file), "--endpoint", "http://127.0.0.1:9",
+                 "--param", "epochs=3"]) == 2
+    assert "Unknown pipeline parameter(s) ['epochs']" in capsys.readouterr().err
+
+
+def test_submit_needs_an_endpoint(job, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(kubeflow_client.ENDPOINT_ENV, raising=False)
+    job_file = tmp_path / "pipeline.json"
+    job_file.write_text(json.dumps(job))
+    assert main(["submit", "--pipeline", str(job_file)]) == 2
+    assert "--endpoint" in capsys.readouterr().err
+
+
+def test_pipeline_spec_file_is_what_kfp_client_reads(job):
+    from kfp.client.client import _extract_pipeline_yaml
+
+    with kubeflow_client.pipeline_spec_file(job) as spec_file:
+        document = _extract_pipeline_yaml(spec_file)
+    assert set(document.pipeline_spec.root.dag.tasks) >= EXPECTED_TASKS
+
+
+@pytest.mark.parametrize("expression, expected", [("0 2 * * *", "0 0 2 * * *"), ("30 0 2 * * 1", "30 0 2 * * 1")])
+def test_cron_gets_the_seconds_field_kfp_expects(expression, expected):
+    assert kubeflow_client.to_kfp_cron(expression) == expected
+
+
+def test_bad_cron_is_refused():
+    with pytest.raises(ValueError, match="5 fields"):
+        kubeflow_client.to_kfp_cron("daily")
