@@ -1,0 +1,84 @@
+"""Every manifest under k8s/ against Kubernetes' OpenAPI schemas, and the policies serving must meet."""
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import kubernetes_validate
+import pytest
+import yaml
+
+K8S_DIR = Path(__file__).resolve().parent.parent / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+
+
+def kustomization_resources() -> List[Path]:
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    return [K8S_DIR / resource for resource in kustomization["resources"]]
+
+
+def documents() -> List[Dict]:
+    return [document for path in kustomization_resources()
+            for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def pod_specs() -> Iterator[Dict]:
+    for document in documents():
+        if document["kind"] in POD_TEMPLATE_KINDS:
+            yield document["spec"]["template"]["spec"]
+
+
+def test_every_yaml_file_is_listed_in_the_kustomization():
+    listed = set(kustomization_resources())
+    on_disk = {path for path in K8S_DIR.rglob("*.yaml") if path.name != "kustomization.yaml"}
+    assert on_disk == listed, on_disk ^ listed
+
+
+@pytest.mark.parametrize("document", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_manifest_matches_the_kubernetes_schema(document):
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_pods_meet_the_restricted_pod_security_profile():
+    specs = list(pod_specs())
+    assert specs
+    for spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec.get("hostNetwork") is not True and spec.get("hostPID") is not True
+        for container in spec["containers"] + spec.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, container["name"]
+            assert context["capabilities"]["drop"] == ["ALL"] and "add" not in context["capabilities"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context.get("privileged") is not True
+
+
+def test_containers_have_resources_and_probes():
+    for spec in pod_specs():
+        for container in spec["containers"]:
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), container["name"]
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"]["path"] == "/v1/models/imagepipe", probe
+
+
+def test_no_secrets_or_credentials_in_any_manifest():
+    text = "\n".join(path.read_text() for path in kustomization_resources()).lower()
+    assert all(document["kind"] != "Secret" for document in documents())
+    for marker in ("secretkeyref", "private_key", "begin ", "password", "google_application_credentials"):
+        assert marker not in text, marker
+
+
+def test_serving_exposes_prometheus_metrics_where_the_scrape_annotations_point():
+    (deployment,) = [d for d in documents() if d["kind"] == "Deployment"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    (config,) = [d for d in documents() if d["kind"] == "ConfigMap"]
+    assert f'path: "{annotations["prometheus.io/path"]}"' in config["data"]["monitoring.config"]
+    assert "model_version_policy" in config["data"]["models.config"]
+
+
+def test_namespace_is_default_deny():
+    policies = [d for d in documents() if d["kind"] == "NetworkPolicy"]
+    (deny,) = [p for p in policies if p["metadata"]["name"] == "default-deny-all"]
+    assert deny["spec"]["podSelector"] == {} and set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
