@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast venv lint constraints clean
+.PHONY: demo test test-fast bench-trainer venv lint constraints clean
 
 demo: $(STAMP)  ## Install, build the offline demo data set and run the whole pipeline on it.
 	$(BIN)/imagepipe demo
@@ -15,6 +15,9 @@ test: $(STAMP)  ## Install and run the test suite (slow tests included: this is 
 
 test-fast: $(STAMP)  ## Unit tests only: skips the end-to-end pipeline runs.
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench-trainer: $(STAMP)  ## Seed recipe vs. this Trainer, same data and epochs; prints ratios (about 10 min).
+	$(BIN)/python bench/bench_trainer.py $(BENCH_ARGS)
 
 venv: $(STAMP)
 

@@ -16,7 +16,9 @@ DEFAULT_WORKDIR = "workdir"
 # Where the Dockerfile puts this repository: components on the cluster read the schema from there.
 IMAGE_SCHEMA_DIR = "/imagepipe/schemas"
 # The demo trains on small 64x64 digits: 96x96 is ImageNet-weight-sized and 5x cheaper than 224.
-DEMO_TRAINING = dict(image_size=96, alpha=1.0, phase1_epochs=5, phase2_epochs=2, unfreeze_from_block=13)
+# Digits are not mirror-symmetric, so no flips.
+DEMO_TRAINING = dict(image_size=96, alpha=1.0, phase1_epochs=10, phase2_epochs=3, unfreeze_from_block=13,
+                     augment_flip=False)
 
 
 def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingConfig) -> None:
@@ -33,6 +35,27 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingCon
     group.add_argument("--phase2-learning-rate", type=float, default=defaults.phase2_learning_rate)
     group.add_argument("--unfreeze-from-block", type=int, default=defaults.unfreeze_from_block,
                        help="phase 2 trains MobileNetV2 blocks from this one (1-16) to the top")
+    group.add_argument("--lr-schedule", choices=("constant", "cosine"), default=defaults.lr_schedule,
+                       help="per phase: constant, or cosine decay to 0 over the phase")
+    group.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs,
+                       help="linear learning-rate warmup at the start of each phase")
+    group.add_argument("--early-stopping-patience", type=int, default=defaults.early_stopping_patience,
+                       help="epochs without eval-loss improvement before a phase stops (0: never)")
+    group.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    group.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=defaults.class_weights,
+                       help="weight the loss by inverse class frequency of the training split")
+    group.add_argument("--augment-flip", action=argparse.BooleanOptionalAction, default=defaults.augment_flip)
+    group.add_argument("--augment-rotation", type=float, default=defaults.augment_rotation)
+    group.add_argument("--augment-zoom", type=float, default=defaults.augment_zoom)
+    group.add_argument("--augment-contrast", type=float, default=defaults.augment_contrast)
+    group.add_argument("--no-augmentation", action="store_true", help="switch every augmentation off")
+    group.add_argument("--bottleneck-cache", action=argparse.BooleanOptionalAction,
+                       default=defaults.bottleneck_cache,
+                       help="phase 1 trains the head on base features computed once")
+    group.add_argument("--augmented-views", type=int, default=defaults.augmented_views,
+                       help="augmented copies of each training image in the phase-1 feature cache")
+    group.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
+                       default=defaults.mixed_precision, help="float16 compute on GPUs")
     group.add_argument("--max-steps-per-epoch", type=int, default=defaults.max_steps_per_epoch)
     evaluation = parser.add_argument_group("blessing")
     evaluation.add_argument("--min-accuracy", type=float, default=EvaluationConfig.min_accuracy,
@@ -46,7 +69,10 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingCon
 
 def _training_config(args: argparse.Namespace) -> TrainingConfig:
     fields = {field.name for field in dataclasses.fields(TrainingConfig)}
-    return TrainingConfig(**{name: value for name, value in vars(args).items() if name in fields})
+    values = {name: value for name, value in vars(args).items() if name in fields}
+    if getattr(args, "no_augmentation", False):
+        values.update(augment_flip=False, augment_rotation=0.0, augment_zoom=0.0, augment_contrast=0.0)
+    return TrainingConfig(**values)
 
 
 def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: str, serving_dir: str,

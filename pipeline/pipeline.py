@@ -55,6 +55,8 @@ def create_components(config: PipelineConfig) -> List:
         disable_statistics=True,
         custom_config={"image_size": config.training.image_size, "code_version": code_version},
     )
+    # Nothing is analyzed or trained before the data has been validated.
+    transform.add_upstream_node(example_validator)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],

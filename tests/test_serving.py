@@ -15,7 +15,7 @@ from tests.conftest import COLORS, encode, noisy_color
 def exported(transform_output_dir, tmp_path_factory):
     tft_output = tft.TFTransformOutput(transform_output_dir)
     class_names = read_class_names(tft_output)
-    model, _ = model_lib.build_model(len(class_names), TrainingConfig(image_size=32, alpha=0.35, weights="none"))
+    model = model_lib.build_model(len(class_names), TrainingConfig(image_size=32, alpha=0.35, weights="none")).model
     export_dir = str(tmp_path_factory.mktemp("export") / "1")
     export_serving_model(model, tft_output, class_names, export_dir, top_k=2)
     return tf.saved_model.load(export_dir), class_names

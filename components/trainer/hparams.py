@@ -4,10 +4,7 @@ from typing import Dict, Optional
 
 # MobileNetV2 has 16 inverted-residual blocks, named block_1 ... block_16 in Keras (block 0 is unnamed).
 FIRST_BLOCK, LAST_BLOCK = 1, 16
-WEIGHT_CHOICES = ("imagenet", "none")
-# Input sizes and widths Keras publishes ImageNet weights for.
-IMAGENET_SIZES = (96, 128, 160, 192, 224)
-IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,13 +17,33 @@ class TrainingConfig:
     weights: str = "imagenet"
     batch_size: int = 32
     dropout: float = 0.2
-    # Phase 1: base frozen, only the new head trains.
-    phase1_epochs: int = 5
+    # Phase 1: base frozen, only the new head trains (on cached base features: see bottleneck_cache).
+    phase1_epochs: int = 10
     phase1_learning_rate: float = 1e-3
     # Phase 2: blocks from `unfreeze_from_block` to the top of the base train too, at a low learning rate.
-    phase2_epochs: int = 3
+    phase2_epochs: int = 5
     phase2_learning_rate: float = 1e-5
     unfreeze_from_block: int = 13
+    # Each phase: "constant" or "cosine" decay to 0 over the phase, after `warmup_epochs` of linear warmup.
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    # Stop a phase when eval loss has not improved for this many epochs, keeping the best weights (0: off).
+    early_stopping_patience: int = 3
+    label_smoothing: float = 0.0
+    # Weights the loss by inverse class frequency of the training split.
+    class_weights: bool = False
+    # Augmentation (Keras preprocessing layers, active only while training; all 0/False: none).
+    augment_flip: bool = True
+    augment_rotation: float = 0.05  # Fraction of a full turn.
+    augment_zoom: float = 0.1
+    augment_contrast: float = 0.1
+    # Phase 1 computes the frozen base's features once and trains the head on them. With augmentation,
+    # `augmented_views` extra augmented copies of each training image are featurized and cached too;
+    # with 0, phase 1 sees unaugmented features and augmentation acts in phase 2 only.
+    bottleneck_cache: bool = True
+    augmented_views: int = 0
+    # float16 compute on GPUs (ignored without one); the softmax stays float32.
+    mixed_precision: bool = False
     # Caps the batches per epoch (None: a full pass); tests use it to keep runs short.
     max_steps_per_epoch: Optional[int] = None
     top_k: int = 5
@@ -42,7 +59,7 @@ class TrainingConfig:
                 f"unfreeze_from_block must be a MobileNetV2 block number from {FIRST_BLOCK} to {LAST_BLOCK} "
                 f"(or {LAST_BLOCK + 1} to unfreeze only the last 1x1 convolution), got {self.unfreeze_from_block}."
             )
-        for name in ("phase1_epochs", "phase2_epochs"):
+        for name in ("phase1_epochs", "phase2_epochs", "early_stopping_patience", "augmented_views"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.phase1_epochs + self.phase2_epochs == 0:
@@ -51,13 +68,24 @@ class TrainingConfig:
             raise ValueError("batch_size and top_k must be positive.")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
         if not self.weights:
             raise ValueError("weights must be 'imagenet', 'none' or the path or URI of a weights file.")
+
+    @property
+    def augments(self) -> bool:
+        return bool(self.augment_flip or self.augment_rotation or self.augment_zoom or self.augment_contrast)
 
     def to_json_dict(self) -> Dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json_dict(cls, values: Dict) -> "TrainingConfig":
+        """Unknown keys are ignored and missing ones take their defaults, so older configs still load."""
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})

@@ -3,9 +3,11 @@
 tf_keras is imported explicitly: with TF 2.16, `tf.keras` is Keras 2 or Keras 3 depending on import
 order (tensorflow_transform sets TF_USE_LEGACY_KERAS), and TFT's Keras layer is a tf_keras layer.
 """
+import dataclasses
 import logging
-from typing import Tuple
+from typing import Optional
 
+import tensorflow as tf
 import tf_keras
 
 from components import features
@@ -29,22 +31,82 @@ def build_base(config: TrainingConfig) -> tf_keras.Model:
     return base
 
 
-def build_model(num_classes: int, config: TrainingConfig) -> Tuple[tf_keras.Model, tf_keras.Model]:
-    """Returns (model, base): base (frozen) -> global average pooling -> dropout -> softmax head."""
+@dataclasses.dataclass
+class Classifier:
+    """The trainable model and the parts the two phases address separately (they share layers)."""
+
+    model: tf_keras.Model  # image -> [augmentation] -> base -> pool -> head: what phase 2 trains and we export.
+    base: tf_keras.Model
+    features: tf_keras.Model  # image -> base -> pool, never augmented: fills the bottleneck cache.
+    head: tf_keras.Model  # pooled features -> dropout -> softmax: what phase 1 trains.
+    augmentation: Optional[tf_keras.Model]
+
+
+class RandomContrast(tf_keras.layers.Layer):
+    """Scales each image's distance from its per-channel mean by a random factor in [1 - f, 1 + f].
+
+    Keras' own RandomContrast clips its output to [0, 255], which would wipe out the negative half of
+    MobileNetV2's [-1, 1] inputs; this one clips to [-1, 1]. Identity outside training.
+    """
+
+    def __init__(self, factor: float, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.factor, self.seed = factor, seed
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch = tf.shape(images)[0]
+        factors = tf.random.uniform([batch, 1, 1, 1], 1.0 - self.factor, 1.0 + self.factor, seed=self.seed)
+        means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+        return tf.clip_by_value((images - means) * factors + means, -1.0, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "seed": self.seed}
+
+
+def build_augmentation(config: TrainingConfig) -> Optional[tf_keras.Model]:
+    """Random flips, rotations, zooms and contrast; Keras runs these layers only when training."""
+    layers = []
+    if config.augment_flip:
+        layers.append(tf_keras.layers.RandomFlip("horizontal", seed=config.seed))
+    if config.augment_rotation:
+        layers.append(tf_keras.layers.RandomRotation(config.augment_rotation, fill_mode="reflect", seed=config.seed))
+    if config.augment_zoom:
+        layers.append(tf_keras.layers.RandomZoom(config.augment_zoom, fill_mode="reflect", seed=config.seed))
+    if config.augment_contrast:
+        layers.append(RandomContrast(config.augment_contrast, seed=config.seed, name="random_contrast"))
+    return tf_keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def build_model(num_classes: int, config: TrainingConfig) -> Classifier:
+    """base (frozen) -> global average pooling -> dropout -> softmax head, with augmentation in front."""
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes, the data has {num_classes}.")
     tf_keras.utils.set_random_seed(config.seed)
     base = build_base(config)
     base.trainable = False
-    inputs = tf_keras.Input(shape=(config.image_size, config.image_size, 3), name=features.TRANSFORMED_IMAGE_KEY)
+    shape = (config.image_size, config.image_size, 3)
+    pool = tf_keras.layers.GlobalAveragePooling2D(name="pool")
+
+    feature_input = tf_keras.Input(shape=(base.output_shape[-1],), name="pooled_features")
+    x = tf_keras.layers.Dropout(config.dropout, name="dropout")(feature_input)
+    # float32 even under mixed precision: a float16 softmax loses small probabilities.
+    outputs = tf_keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                    name=features.PROBABILITIES_KEY)(x)
+    head = tf_keras.Model(feature_input, outputs, name="head")
+
+    images = tf_keras.Input(shape=shape, name=features.TRANSFORMED_IMAGE_KEY)
     # training=False keeps every BatchNormalization layer of the base in inference mode, in both phases:
     # its moving statistics stay those of pretraining even once its layers are unfrozen. Letting a small
     # data set's batch statistics replace them is what collapses the seed recipe's fine-tuning.
-    x = base(inputs, training=False)
-    x = tf_keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = tf_keras.layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = tf_keras.layers.Dense(num_classes, activation="softmax", name=features.PROBABILITIES_KEY)(x)
-    return tf_keras.Model(inputs, outputs, name="mobilenetv2_classifier"), base
+    feature_extractor = tf_keras.Model(images, pool(base(images, training=False)), name="features")
+
+    augmentation = build_augmentation(config)
+    model_input = tf_keras.Input(shape=shape, name=features.TRANSFORMED_IMAGE_KEY)
+    x = augmentation(model_input) if augmentation is not None else model_input
+    model = tf_keras.Model(model_input, head(feature_extractor(x)), name="mobilenetv2_classifier")
+    return Classifier(model=model, base=base, features=feature_extractor, head=head, augmentation=augmentation)
 
 
 def first_layer_of_block(base: tf_keras.Model, block: int) -> int:
@@ -68,10 +130,13 @@ def unfreeze_top(base: tf_keras.Model, from_block: int) -> int:
     return trainable
 
 
-def compile_for_phase(model: tf_keras.Model, learning_rate: float) -> None:
-    """Each phase gets a fresh optimizer: recompiling is what makes Keras see the new trainable set."""
+def compile_for_phase(model: tf_keras.Model, learning_rate, label_smoothing: float = 0.0) -> None:
+    """Each phase gets a fresh optimizer: recompiling is what makes Keras see the new trainable set.
+
+    Labels arrive one-hot (see data.one_hot) so that label smoothing is available.
+    """
     model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=[tf_keras.metrics.CategoricalAccuracy(name="accuracy")],
     )

@@ -1,0 +1,68 @@
+"""The Trainer's tf.data input pipeline: raw examples -> Transform graph -> (image, one-hot label) batches."""
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+from components.trainer.hparams import TrainingConfig
+
+# Decoded images are cached in memory after the first pass when they fit in this budget.
+CACHE_BUDGET_BYTES = 4 * 1024 ** 3
+_SHUFFLE_BUFFER = 4096
+_DECODE_BATCH = 64
+
+
+def example_files(patterns: List[str]) -> List[str]:
+    files = sorted(path for pattern in patterns for path in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"No example files match {patterns}.")
+    return files
+
+
+def count_records(patterns: List[str]) -> int:
+    dataset = tf.data.TFRecordDataset(example_files(patterns), compression_type="GZIP")
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def decoded_examples(patterns: List[str], tft_output: tft.TFTransformOutput, config: TrainingConfig,
+                     num_examples: int, num_classes: int) -> tf.data.Dataset:
+    """Unbatched (image, one-hot label) pairs in file order, decoded by the Transform graph.
+
+    Parsing and decoding run batched in parallel map calls (AUTOTUNE); the result is cached in memory
+    when it fits, so only the first pass pays for decoding.
+    """
+    raw_spec = tft_output.raw_feature_spec()
+    spec = {key: raw_spec[key] for key in (features.IMAGE_KEY, features.LABEL_KEY)}
+    tft_layer = tft_output.transform_features_layer()
+
+    def transform(serialized):
+        transformed = tft_layer(tf.io.parse_example(serialized, spec))
+        labels = tf.one_hot(transformed[features.TRANSFORMED_LABEL_KEY], num_classes)
+        return transformed[features.TRANSFORMED_IMAGE_KEY], labels
+
+    dataset = tf.data.TFRecordDataset(example_files(patterns), compression_type="GZIP",
+                                      num_parallel_reads=tf.data.AUTOTUNE)
+    dataset = dataset.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if num_examples * config.image_size ** 2 * 3 * 4 <= CACHE_BUDGET_BYTES:
+        dataset = dataset.cache()
+    return dataset
+
+
+def batched(dataset: tf.data.Dataset, config: TrainingConfig, num_examples: int, shuffle: bool) -> tf.data.Dataset:
+    if shuffle:
+        dataset = dataset.shuffle(min(num_examples, _SHUFFLE_BUFFER), seed=config.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(config.batch_size)
+    if config.max_steps_per_epoch:
+        dataset = dataset.take(config.max_steps_per_epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights_from_counts(counts: np.ndarray) -> dict:
+    """Inverse-frequency weights, normalized so that a balanced data set gets 1.0 for every class."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return {index: float(weight) for index, weight in enumerate(weights)}

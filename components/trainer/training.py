@@ -1,0 +1,202 @@
+"""The two training phases, as plain functions of a Classifier and tf.data datasets.
+
+Phase 1 trains the head only. The base is frozen, so its output for an image never changes: with the
+bottleneck cache on, each image goes through the base once and the head trains on the cached pooled
+features for every phase-1 epoch (the classic recipe runs the whole base over every image every epoch).
+Phase 2 unfreezes the top blocks and fine-tunes the whole model on images, augmentation included.
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from components.trainer import model as model_lib
+from components.trainer.data import class_weights_from_counts
+from components.trainer.hparams import TrainingConfig
+
+PHASE1, PHASE2 = "phase1", "phase2"
+_PHASE1_DONE = "phase1_done"
+
+
+class PhaseSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to `peak`, then constant or cosine decay to 0 at the phase's last step."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, cosine: bool):
+        self.peak, self.warmup_steps, self.total_steps, self.cosine = peak, warmup_steps, total_steps, cosine
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = tf.cast(self.warmup_steps, tf.float32)
+        warming = self.peak * (step + 1.0) / tf.maximum(warmup, 1.0)
+        progress = tf.clip_by_value((step - warmup) / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+        after = self.peak * 0.5 * (1.0 + tf.cos(math.pi * progress)) if self.cosine else tf.constant(self.peak)
+        return tf.where(step < warmup, warming, after)
+
+    def get_config(self):
+        return dict(peak=self.peak, warmup_steps=self.warmup_steps, total_steps=self.total_steps, cosine=self.cosine)
+
+
+def learning_rate(peak: float, config: TrainingConfig, steps_per_epoch: int, epochs: int):
+    if config.lr_schedule == "constant" and not config.warmup_epochs:
+        return peak
+    return PhaseSchedule(peak, int(config.warmup_epochs * steps_per_epoch), steps_per_epoch * epochs,
+                         cosine=config.lr_schedule == "cosine")
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """Multi-worker when TF_CONFIG describes a cluster, mirrored over several local GPUs, else one device."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def set_precision(config: TrainingConfig) -> None:
+    gpus = tf.config.list_logical_devices("GPU")
+    policy = "mixed_float16" if config.mixed_precision and gpus else "float32"
+    if config.mixed_precision and not gpus:
+        logging.warning("mixed_precision ignored: no GPU is visible")
+    tf_keras.mixed_precision.set_global_policy(policy)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseData:
+    """One phase's inputs: batched training and eval datasets, and how many steps make an epoch."""
+
+    train: tf.data.Dataset
+    eval: Optional[tf.data.Dataset]
+    steps_per_epoch: int
+
+
+def _callbacks(phase: str, config: TrainingConfig, log_dir: Optional[str], checkpoint_dir: Optional[str],
+               has_eval: bool, extra: Sequence[tf_keras.callbacks.Callback] = ()) -> List[tf_keras.callbacks.Callback]:
+    callbacks: List[tf_keras.callbacks.Callback] = list(extra)
+    if log_dir:
+        # One TensorBoard run per phase: the phase boundary is where one run ends and the next begins.
+        callbacks.append(tf_keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, phase)))
+    if config.early_stopping_patience and has_eval:
+        callbacks.append(tf_keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True, verbose=1))
+    if checkpoint_dir:
+        # Saves model, optimizer and epoch after every epoch; a restarted Trainer resumes from there.
+        callbacks.append(tf_keras.callbacks.BackupAndRestore(os.path.join(checkpoint_dir, phase)))
+    return callbacks
+
+
+def featurize(classifier: model_lib.Classifier, dataset: tf.data.Dataset, batch_size: int,
+              augmented_views: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Pooled base features and labels of every example, plus `augmented_views` augmented copies."""
+    batches = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    labels = np.concatenate([y for _, y in batches.as_numpy_iterator()])
+
+    def images(x, y):
+        return x
+
+    def augmented_images(x, y):
+        return classifier.augmentation(x, training=True)
+
+    feature_sets = [classifier.features.predict(batches.map(images), verbose=0)]
+    for _ in range(augmented_views):
+        feature_sets.append(classifier.features.predict(batches.map(augmented_images), verbose=0))
+    return np.concatenate(feature_sets), np.concatenate([labels] * len(feature_sets))
+
+
+def train_phase1_on_cached_features(classifier: model_lib.Classifier, train: tf.data.Dataset,
+                                    eval_: Optional[tf.data.Dataset], config: TrainingConfig,
+                                    class_weight: Optional[Dict], log_dir: Optional[str],
+                                    checkpoint_dir: Optional[str], extra_callbacks=()) -> Dict:
+    views = config.augmented_views if classifier.augmentation is not None else 0
+    train_x, train_y = featurize(classifier, train, config.batch_size, views)
+    validation = featurize(classifier, eval_, config.batch_size) if eval_ is not None else None
+    logging.info("Phase 1: cached base features of %d training examples (%d augmented views)",
+                 len(train_x), views)
+    steps = math.ceil(len(train_x) / config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+        train_x, train_y = train_x[: steps * config.batch_size], train_y[: steps * config.batch_size]
+    model_lib.compile_for_phase(classifier.head, learning_rate(config.phase1_learning_rate, config, steps,
+                                                               config.phase1_epochs), config.label_smoothing)
+    return classifier.head.fit(
+        train_x, train_y, batch_size=config.batch_size, epochs=config.phase1_epochs, shuffle=True,
+        validation_data=validation, class_weight=class_weight, verbose=2,
+        callbacks=_callbacks(PHASE1, config, log_dir, checkpoint_dir, validation is not None, extra_callbacks)).history
+
+
+def train_phase1_on_images(classifier: model_lib.Classifier, data: PhaseData, config: TrainingConfig,
+                           class_weight: Optional[Dict], log_dir: Optional[str],
+                           checkpoint_dir: Optional[str], extra_callbacks=()) -> Dict:
+    model_lib.compile_for_phase(classifier.model, learning_rate(
+        config.phase1_learning_rate, config, data.steps_per_epoch, config.phase1_epochs), config.label_smoothing)
+    return classifier.model.fit(
+        data.train, validation_data=data.eval, epochs=config.phase1_epochs, class_weight=class_weight, verbose=2,
+        callbacks=_callbacks(PHASE1, config, log_dir, checkpoint_dir, data.eval is not None, extra_callbacks)).history
+
+
+def train_phase2(classifier: model_lib.Classifier, data: PhaseData, config: TrainingConfig,
+                 class_weight: Optional[Dict], log_dir: Optional[str], checkpoint_dir: Optional[str],
+                 extra_callbacks=()) -> Dict:
+    model_lib.unfreeze_top(classifier.base, config.unfreeze_from_block)
+    model_lib.compile_for_phase(classifier.model, learning_rate(
+        config.phase2_learning_rate, config, data.steps_per_epoch, config.phase2_epochs), config.label_smoothing)
+    return classifier.model.fit(
+        data.train, validation_data=data.eval, epochs=config.phase2_epochs, class_weight=class_weight, verbose=2,
+        callbacks=_callbacks(PHASE2, config, log_dir, checkpoint_dir, data.eval is not None, extra_callbacks)).history
+
+
+def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.Dataset,
+                     eval_examples: Optional[tf.data.Dataset], data: PhaseData, config: TrainingConfig,
+                     log_dir: Optional[str] = None, checkpoint_dir: Optional[str] = None,
+                     callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> Dict[str, Dict]:
+    """Runs phase 1 then phase 2; returns each phase's Keras history and wall time ("seconds").
+
+    `train_examples`/`eval_examples` are the unbatched, unshuffled (image, label) pairs (for the bottleneck
+    cache); `data` holds the batched datasets that train on images. With a checkpoint_dir, a finished
+    phase 1 is saved and skipped on restart, and each phase resumes from its last finished epoch.
+    `callbacks` are added to both phases' fits (progress, profiling, fault injection in tests).
+    """
+    class_weight = _class_weight(train_examples) if config.class_weights else None
+    history: Dict[str, Dict] = {}
+    phase1_done = os.path.join(checkpoint_dir, _PHASE1_DONE, "weights") if checkpoint_dir else None
+    if config.phase1_epochs and phase1_done and tf.io.gfile.exists(phase1_done + ".index"):
+        logging.info("Phase 1 finished in an earlier attempt: restoring its weights from %s", phase1_done)
+        # Phase 1's optimizer state is not needed any more: only the weights are restored.
+        classifier.model.load_weights(phase1_done).expect_partial()
+    elif config.phase1_epochs:
+        logging.info("Phase 1: head only, base frozen, %d epochs at lr %g (%s)", config.phase1_epochs,
+                     config.phase1_learning_rate, "cached features" if config.bottleneck_cache else "images")
+        classifier.base.trainable = False
+        started = time.perf_counter()
+        if config.bottleneck_cache:
+            history[PHASE1] = train_phase1_on_cached_features(
+                classifier, train_examples, eval_examples, config, class_weight, log_dir, checkpoint_dir, callbacks)
+        else:
+            history[PHASE1] = train_phase1_on_images(classifier, data, config, class_weight, log_dir, checkpoint_dir,
+                                                     callbacks)
+        history[PHASE1]["seconds"] = round(time.perf_counter() - started, 2)
+        if phase1_done:
+            classifier.model.save_weights(phase1_done)
+    if config.phase2_epochs:
+        logging.info("Phase 2: fine-tuning from block %d, %d epochs at lr %g", config.unfreeze_from_block,
+                     config.phase2_epochs, config.phase2_learning_rate)
+        started = time.perf_counter()
+        history[PHASE2] = train_phase2(classifier, data, config, class_weight, log_dir, checkpoint_dir, callbacks)
+        history[PHASE2]["seconds"] = round(time.perf_counter() - started, 2)
+    return history
+
+
+def _class_weight(train_examples: tf.data.Dataset) -> Dict[int, float]:
+    """Weights from the training split's label counts (one-hot labels summed over the split)."""
+    totals = train_examples.map(lambda x, y: y).reduce(
+        tf.zeros(train_examples.element_spec[1].shape), lambda total, y: total + y).numpy()
+    weights = class_weights_from_counts(totals)
+    logging.info("Class weights from training counts %s: %s", totals.astype(int).tolist(), weights)
+    return weights
