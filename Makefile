@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench-trainer venv lint constraints clean
+.PHONY: demo test test-fast bench bench-trainer venv lint constraints clean
 
 demo: $(STAMP)  ## Install, build the offline demo data set and run the whole pipeline on it.
 	$(BIN)/imagepipe demo
@@ -15,6 +15,14 @@ test: $(STAMP)  ## Install and run the test suite (slow tests included: this is 
 
 test-fast: $(STAMP)  ## Unit tests only: skips the end-to-end pipeline runs.
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## Every benchmark, one after the other (about an hour on 2 cores); writes bench/RESULTS.md.
+	$(BIN)/python bench/bench_ingestion.py
+	$(BIN)/python bench/bench_trainer.py
+	$(BIN)/python bench/bench_machine.py
+	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_e2e.py
+	$(BIN)/python bench/write_results.py
 
 bench-trainer: $(STAMP)  ## Seed recipe vs. this Trainer, same data and epochs; prints ratios (about 10 min).
 	$(BIN)/python bench/bench_trainer.py $(BENCH_ARGS)

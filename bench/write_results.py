@@ -1,0 +1,32 @@
+"""Collects bench/results/*.txt into bench/RESULTS.md, each block under the command that produced it."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+SECTIONS = (
+    ("ingestion.txt", "Ingestion throughput and growth", "python bench/bench_ingestion.py"),
+    ("trainer.txt", "Training: seed recipe versus this Trainer", "python bench/bench_trainer.py"),
+    ("machine.txt", "Machine limit", "python bench/bench_machine.py"),
+    ("serving.txt", "Serving latency and throughput", "python bench/bench_serving.py"),
+    ("e2e.txt", "End to end and growth", "python bench/bench_e2e.py"),
+)
+
+
+def main() -> None:
+    parts = ["# Benchmark results", "",
+             "Written by `make bench` (bench/write_results.py); every figure below was printed by the command "
+             "above it, in one run on the machine it names. Ratios compare measurements of the same run.", ""]
+    for file_name, title, command in SECTIONS:
+        path = common.RESULTS_DIR / file_name
+        parts += [f"## {title}", "", f"`{command}`", ""]
+        parts += ["```", path.read_text().rstrip(), "```"] if path.exists() else ["(not run yet)"]
+        parts.append("")
+    (common.BENCH_DIR / "RESULTS.md").write_text("\n".join(parts))
+    print(f"wrote {common.BENCH_DIR / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
