@@ -1,26 +1,91 @@
-"""The TFMA EvalConfig that decides blessing: what is measured and which thresholds a model must clear."""
+"""The TFMA EvalConfig that decides blessing: what is measured and which thresholds a model must clear.
+
+Measured on the eval split, through the exported serving_tf_example signature on raw examples (bytes in),
+so what is gated is what is served; labels come from the exported Transform graph (transform_features).
+
+- overall: accuracy, top-k accuracy, example count, cross-entropy, the multi-class confusion matrix, and
+  class-wise calibration (Calibration and a reliability plot per class; needs the class names);
+- per class: one slice per class, keyed by the raw `label` feature, i.e. by class name. Accuracy within
+  the slice of class c is the recall of c; precision per class comes from the confusion matrix (report.py).
+
+Thresholds (all absolute values in [0, 1]):
+- overall accuracy >= min_accuracy;
+- recall of every class >= min_class_recall, so one collapsed class blocks promotion;
+- accuracy >= the latest blessed model's - max_accuracy_drop. Without a baseline (the first run) TFMA
+  skips change thresholds and the absolute ones still apply.
+"""
+from typing import Dict, List, Optional, Sequence
+
 import tensorflow_model_analysis as tfma
 
 from components import features
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
+TOP_K_ACCURACY_METRIC = "sparse_top_k_categorical_accuracy"
+# class_name -> the metric name TFMA reports, for every metric the config may compute.
+METRIC_NAMES = {
+    "ExampleCount": "example_count",
+    "SparseCategoricalAccuracy": ACCURACY_METRIC,
+    "SparseTopKCategoricalAccuracy": TOP_K_ACCURACY_METRIC,
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+    "MultiClassConfusionMatrixPlot": "multi_class_confusion_matrix_plot",
+    "Calibration": "calibration",
+    "CalibrationPlot": "calibration_plot",
+}
 
 
-def build_eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
-    """Accuracy must reach `min_accuracy` and may not fall more than `max_accuracy_drop` below the baseline.
+def overall_slice() -> tfma.SlicingSpec:
+    return tfma.SlicingSpec()
 
-    The model is evaluated through its serving_tf_example signature on raw examples, so what is gated is
-    what is served; labels come from the exported Transform graph (the transform_features signature).
-    On the first run there is no baseline, and TFMA applies only the absolute threshold.
-    """
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -max_accuracy_drop},
-        ),
-    )
-    return tfma.EvalConfig(
+
+def class_slice(class_name: str) -> tfma.SlicingSpec:
+    return tfma.SlicingSpec(feature_values={features.LABEL_KEY: class_name})
+
+
+def class_slices(class_names: Sequence[str]) -> List[tfma.SlicingSpec]:
+    """One slice per named class; a named class with no eval examples is a missing slice, which TFMA
+    reports as a validation failure. Without names, one slice per label value that occurs."""
+    if class_names:
+        return [class_slice(name) for name in class_names]
+    return [tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])]
+
+
+def _accuracy_thresholds(min_accuracy: Optional[float], max_accuracy_drop: Optional[float],
+                         min_class_recall: Optional[float], class_names: Sequence[str]
+                         ) -> List[tfma.PerSliceMetricThreshold]:
+    accuracy = []
+    if min_accuracy is not None:
+        accuracy.append(tfma.PerSliceMetricThreshold(slicing_specs=[overall_slice()], threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))))
+    if max_accuracy_drop is not None:
+        accuracy.append(tfma.PerSliceMetricThreshold(slicing_specs=[overall_slice()], threshold=tfma.MetricThreshold(
+            change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                         absolute={"value": -max_accuracy_drop}))))
+    if min_class_recall is not None:
+        accuracy.append(tfma.PerSliceMetricThreshold(slicing_specs=class_slices(class_names),
+                                                     threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+                                                         lower_bound={"value": min_class_recall}))))
+    return accuracy
+
+
+def _calibration_specs(num_classes: int) -> List[tfma.MetricsSpec]:
+    """Class-wise calibration (one-vs-rest): per class, mean predicted probability / share of the class
+    (1 is calibrated) and a reliability plot, from which report.py derives the expected calibration error.
+    Class ids are needed to binarize, so it is computed when the class names are known."""
+    if not num_classes:
+        return []
+    return [tfma.MetricsSpec(
+        metrics=[tfma.MetricConfig(class_name="Calibration"), tfma.MetricConfig(class_name="CalibrationPlot")],
+        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(num_classes))}))]
+
+
+def build_eval_config(min_accuracy: Optional[float], max_accuracy_drop: Optional[float],
+                      min_class_recall: Optional[float] = None, class_names: Sequence[str] = (),
+                      top_k: int = 3) -> tfma.EvalConfig:
+    """The EvalConfig of the Evaluator; raises ValueError when it would gate nothing (see validate)."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be positive, got {top_k}.")
+    eval_config = tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name=features.TF_EXAMPLE_SIGNATURE,
@@ -29,15 +94,53 @@ def build_eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.Eva
                 prediction_key=features.PROBABILITIES_KEY,
             )
         ],
-        slicing_specs=[tfma.SlicingSpec()],
+        slicing_specs=[overall_slice()] + class_slices(class_names),
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+                    # Thresholds sit on the MetricConfig: MetricsSpec.per_slice_thresholds keys them without
+                    # example weighting, which never matches a computed metric in TFMA 0.47 ("Metric not found").
+                    tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=_accuracy_thresholds(
+                        min_accuracy, max_accuracy_drop, min_class_recall, class_names)),
+                    tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config=f'{{"k": {top_k}}}'),
                     tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-                ]
-            )
-        ],
+                ],
+            ),
+        ] + _calibration_specs(len(class_names)),
     )
+    validate(eval_config)
+    return eval_config
+
+
+def threshold_metric_names(eval_config: tfma.EvalConfig) -> List[str]:
+    names = []
+    for spec in eval_config.metrics_specs:
+        names += [METRIC_NAMES.get(metric.class_name, metric.class_name) for metric in spec.metrics
+                  if metric.HasField("threshold") or metric.per_slice_thresholds or metric.cross_slice_thresholds]
+        names += list(spec.per_slice_thresholds) + list(spec.cross_slice_thresholds)
+    return names
+
+
+def validate(eval_config: tfma.EvalConfig) -> None:
+    """Refuses a config TFX would run without ever blessing on purpose, or never blessing by mistake.
+
+    - No threshold at all: TFX's Evaluator then writes NOT_BLESSED for every model, silently.
+    - A threshold on a metric the config does not compute (a misspelled name): TFMA reports it as
+      "Metric not found" at run time, after the whole evaluation; here it fails when the pipeline is built.
+    """
+    computed = {METRIC_NAMES.get(metric.class_name, metric.class_name)
+                for spec in eval_config.metrics_specs for metric in spec.metrics}
+    unknown = sorted({metric.class_name for spec in eval_config.metrics_specs for metric in spec.metrics
+                      if metric.class_name not in METRIC_NAMES})
+    if unknown:
+        raise ValueError(f"Unknown metric class name(s) {unknown}; known: {sorted(METRIC_NAMES)}.")
+    thresholds = threshold_metric_names(eval_config)
+    if not thresholds:
+        raise ValueError("The evaluation config has no thresholds, so no model would ever be blessed: set at least "
+                         "one of min_accuracy, min_class_recall, max_accuracy_drop.")
+    missing = sorted(set(thresholds) - computed)
+    if missing:
+        raise ValueError(f"Threshold(s) on {missing}, which the config does not compute; computed metrics: "
+                         f"{sorted(computed)}. Check the spelling of the metric name.")

@@ -1,0 +1,136 @@
+"""Plain logic of a push: claim the next version number, copy the model so TF Serving never sees it
+half-written, and never overwrite a version.
+
+How a partial copy stays invisible (TF Serving loads <serving dir>/<integer>/ once saved_model.pb is there):
+- Local or mounted filesystem (the PVC): the version is staged in a hidden, non-numeric folder
+  (`.staging-<version>-<pid>`, which TF Serving ignores) and renamed to `<version>` in one atomic rename.
+- Object stores (gs://, s3://), which have no directory rename: files are copied straight into
+  `<version>/`, everything else first and saved_model.pb last, so the version is loadable only once complete.
+In both cases saved_model.pb is the last file written. A push that fails midway leaves the previous
+versions untouched; its version number stays claimed and is never reused.
+"""
+import dataclasses
+import logging
+import os
+import re
+from typing import Callable, Dict, List, Optional, Sequence
+
+import tensorflow as tf
+
+SAVED_MODEL_FILE = "saved_model.pb"
+_CLAIM = re.compile(r"^\.version-(\d+)\.claim$")
+_STAGING_PREFIX = ".staging-"
+
+CopyFile = Callable[[str, str], None]
+
+
+def _gfile_copy(source: str, destination: str) -> None:
+    tf.io.gfile.copy(source, destination, overwrite=False)
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def taken_versions(serving_dir: str) -> List[int]:
+    """Every version number in use: version folders (complete or not) and claims of unfinished pushes."""
+    if not tf.io.gfile.isdir(serving_dir):
+        return []
+    taken = []
+    for entry in tf.io.gfile.listdir(serving_dir):
+        name = entry.rstrip("/")
+        claim = _CLAIM.match(name)
+        if name.isdigit():
+            taken.append(int(name))
+        elif claim:
+            taken.append(int(claim.group(1)))
+    return taken
+
+
+def _claim(serving_dir: str, version: int) -> bool:
+    """Reserves a version number. Locally O_EXCL makes two concurrent pushers get different numbers."""
+    path = os.path.join(serving_dir, f".version-{version}.claim")
+    if is_local(serving_dir):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+    # Object stores: no exclusive create through gfile; pushes of one pipeline run one at a time.
+    if tf.io.gfile.exists(path):
+        return False
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write("")
+    return True
+
+
+def claim_next_version(serving_dir: str) -> int:
+    """The smallest integer above every version in use (monotonic, never reused), reserved for this push."""
+    tf.io.gfile.makedirs(serving_dir)
+    while True:
+        version = max(taken_versions(serving_dir), default=0) + 1
+        if _claim(serving_dir, version):
+            return version
+
+
+def files_in_copy_order(model_dir: str, exclude: Sequence[str] = ()) -> List[str]:
+    """Paths relative to model_dir, saved_model.pb last; `exclude` holds relative paths left out."""
+    relative = []
+    for directory, _, file_names in tf.io.gfile.walk(model_dir):
+        for file_name in file_names:
+            path = os.path.relpath(os.path.join(directory, file_name), model_dir)
+            if path not in exclude:
+                relative.append(path)
+    return sorted(relative, key=lambda path: (path == SAVED_MODEL_FILE, path))
+
+
+def _write_tree(model_dir: str, target_dir: str, exclude: Sequence[str], extra_files: Dict[str, str],
+                copy_file: CopyFile) -> None:
+    files = files_in_copy_order(model_dir, exclude)
+    if SAVED_MODEL_FILE not in files:
+        raise ValueError(f"{model_dir!r} holds no {SAVED_MODEL_FILE}: not a SavedModel.")
+    for relative in files:
+        if relative == SAVED_MODEL_FILE:
+            # Extra files (the model card) go in before the file that makes the version visible.
+            for extra_name, content in extra_files.items():
+                with tf.io.gfile.GFile(os.path.join(target_dir, extra_name), "w") as handle:
+                    handle.write(content)
+        destination = os.path.join(target_dir, relative)
+        tf.io.gfile.makedirs(os.path.dirname(destination))
+        copy_file(os.path.join(model_dir, relative), destination)
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    version: int
+    version_dir: str
+    method: str  # "stage-and-rename" or "saved_model.pb-last"
+
+
+def push_model(model_dir: str, serving_dir: str, exclude: Sequence[str] = (),
+               extra_files: Optional[Callable[[int], Dict[str, str]]] = None,
+               copy_file: CopyFile = _gfile_copy) -> PushResult:
+    """Copies a SavedModel into the next free version of serving_dir. Never overwrites a version.
+
+    `extra_files(version)` returns files (relative path -> text) written beside the model, e.g. its card.
+    """
+    version = claim_next_version(serving_dir)
+    version_dir = os.path.join(serving_dir, str(version))
+    extra_files = extra_files(version) if extra_files else {}
+    if not is_local(serving_dir):
+        if tf.io.gfile.exists(version_dir):
+            raise FileExistsError(f"Version {version_dir} exists although its number was free; not overwritten.")
+        _write_tree(model_dir, version_dir, exclude, extra_files, copy_file)
+        return PushResult(version, version_dir, "saved_model.pb-last")
+    staging_dir = os.path.join(serving_dir, f"{_STAGING_PREFIX}{version}-{os.getpid()}")
+    try:
+        _write_tree(model_dir, staging_dir, exclude, extra_files, copy_file)
+        if os.path.exists(version_dir):
+            raise FileExistsError(f"Version {version_dir} exists although its number was claimed; not overwritten.")
+        os.rename(staging_dir, version_dir)  # Atomic: TF Serving sees no version, or a complete one.
+    except BaseException:
+        logging.error("Push of version %d failed; the previous versions are untouched.", version)
+        if tf.io.gfile.exists(staging_dir):
+            tf.io.gfile.rmtree(staging_dir)
+        raise
+    return PushResult(version, version_dir, "stage-and-rename")
