@@ -1,10 +1,12 @@
-"""Classifies image files with a pushed SavedModel through its serving_default signature (bytes in)."""
+"""Classifies image files with a served model: a pushed SavedModel, or TF Serving over REST or gRPC
+(pipeline/serving_client.py). One request per image, so one bad file fails alone."""
 import os
 from typing import Dict, List
 
 import tensorflow as tf
 
 from components import features
+from pipeline.serving_client import PredictionError, Predictor, local_predictor
 
 
 def resolve_version_dir(model_dir: str) -> str:
@@ -20,14 +22,22 @@ def resolve_version_dir(model_dir: str) -> str:
     return os.path.join(model_dir, max(complete, key=int))
 
 
-def predict_files(version_dir: str, image_paths: List[str], top_k: int) -> List[Dict]:
-    model = tf.saved_model.load(version_dir)
-    serve = model.signatures[features.SERVING_SIGNATURE]
+def predict_with(predictor: Predictor, image_paths: List[str], top_k: int) -> List[Dict]:
+    """[{"image", "classes", "scores"}] per file, or {"image", "error"} for a file the model refused."""
     results = []
     for path in image_paths:
         with tf.io.gfile.GFile(path, "rb") as handle:
-            outputs = serve(**{features.IMAGE_KEY: tf.constant([handle.read()])})
-        names = [name.decode("utf-8") for name in outputs[features.TOP_K_NAMES_KEY].numpy()[0][:top_k]]
-        scores = [float(score) for score in outputs[features.TOP_K_SCORES_KEY].numpy()[0][:top_k]]
+            image = handle.read()
+        try:
+            outputs = predictor([image])
+        except PredictionError as error:
+            results.append({"image": path, "error": str(error)})
+            continue
+        names = [name.decode("utf-8") for name in outputs[features.TOP_K_NAMES_KEY][0][:top_k]]
+        scores = [round(float(score), 6) for score in outputs[features.TOP_K_SCORES_KEY][0][:top_k]]
         results.append({"image": path, "classes": names, "scores": scores})
     return results
+
+
+def predict_files(version_dir: str, image_paths: List[str], top_k: int) -> List[Dict]:
+    return predict_with(local_predictor(version_dir), image_paths, top_k)

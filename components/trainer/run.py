@@ -61,8 +61,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as handle:
         json.dump(history, handle, indent=2)
-    serving.export_serving_model(classifier.model, tft_output, class_names, fn_args.serving_model_dir, config.top_k)
+    serving.export_serving_model(
+        classifier.model, tft_output, class_names, fn_args.serving_model_dir, config.top_k,
+        warmup_images=serving.sample_image_bytes(fn_args.eval_files or fn_args.train_files, serving.WARMUP_IMAGES),
+        model_info={"training": config.to_json_dict(), "examples": {"train": num_train, "eval": num_eval}})
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
+    if num_eval:  # TFLite beside the SavedModel, with both accuracies on the eval split (the Pusher gates it).
+        serving.export_tflite(classifier.model, config.image_size, fn_args.serving_model_dir, eval_examples,
+                              representative_examples=train_examples)
     # Training is complete: a later run with the same inputs must start fresh, not resume.
     if tf.io.gfile.exists(checkpoint_dir):
         tf.io.gfile.rmtree(checkpoint_dir)

@@ -4,14 +4,46 @@
   class probabilities and the top-k class ids, names and scores out.
 - serving_tf_example: the same from serialized tf.Example records (what TFMA and InfraValidator send).
 - transform_features: serialized tf.Example in, the transformed label out; TFMA uses it for labels.
-"""
-from typing import Dict, List
 
+Both image signatures check every image in the graph before anything is decoded (size in bytes, format,
+and the pixel count read from the file header), so an empty, corrupt or oversized image fails its
+request with InvalidArgumentError (HTTP 400 in TF Serving) instead of exhausting the server's memory.
+Beside the SavedModel the export writes assets.extra/ (TF Serving warmup requests and model_info.json)
+and tflite/ (TFLite conversions and their accuracy on the eval split next to the SavedModel's).
+"""
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
 from components import features
+from components.ingestion import image_tree
+
+# Header bytes that hold the dimensions of every supported non-JPEG format (PNG's IHDR ends at byte 24).
+_HEADER_BYTES = 32
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TFLITE_QUANTIZATIONS = ("float16", "int8")
+# Warmup requests: a few real images per signature are enough to trigger TF Serving's lazy initialization.
+WARMUP_IMAGES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLimits:
+    """What one served image may be. The defaults are ingestion's, so every training image is servable."""
+
+    max_bytes: int = image_tree.DEFAULT_MAX_BYTES
+    max_pixels: int = image_tree.DEFAULT_MAX_PIXELS
+
+    def __post_init__(self):
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError(f"Input limits must be positive, got {self}.")
 
 
 def read_class_names(tft_output: tft.TFTransformOutput) -> List[str]:
@@ -31,26 +63,97 @@ def named_outputs(probabilities: tf.Tensor, class_names: tf.Tensor, top_k: int) 
     }
 
 
+def _unsigned(header: tf.Tensor, start: int, count: int, little_endian: bool) -> tf.Tensor:
+    digits = header[start:start + count]
+    powers = 256 ** (np.arange(count) if little_endian else np.arange(count)[::-1])
+    return tf.reduce_sum(digits * tf.constant(powers, tf.int64))
+
+
+def image_dimensions(encoded: tf.Tensor) -> tf.Tensor:
+    """[height, width] of one encoded image, read from its header without decoding the pixels.
+
+    [-1, -1] when the bytes are not JPEG, PNG, GIF or BMP. A JPEG whose markers are corrupt raises
+    InvalidArgumentError here, before any decoding.
+    """
+    padded = tf.strings.join([tf.strings.substr(encoded, 0, _HEADER_BYTES), b"\0" * _HEADER_BYTES])
+    header = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEADER_BYTES), tf.uint8), tf.int64)
+
+    def png():  # IHDR: width and height as big-endian uint32 at bytes 16 and 20.
+        return tf.stack([_unsigned(header, 20, 4, False), _unsigned(header, 16, 4, False)])
+
+    def gif():  # Logical screen: width and height as little-endian uint16 at bytes 6 and 8.
+        return tf.stack([_unsigned(header, 8, 2, True), _unsigned(header, 6, 2, True)])
+
+    def bmp():  # BITMAPINFOHEADER: signed int32 width and height (negative height: top-down rows).
+        def signed(start):
+            value = _unsigned(header, start, 4, True)
+            return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+        return tf.stack([signed(22), signed(18)])
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)
+
+    return tf.case([
+        (tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_SIGNATURE), png),
+        (tf.equal(tf.strings.substr(encoded, 0, 4), b"GIF8"), gif),
+        (tf.equal(tf.strings.substr(encoded, 0, 2), b"BM"), bmp),
+        (tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff"), jpeg),
+    ], default=lambda: tf.constant([-1, -1], tf.int64), exclusive=False)
+
+
+def checked_image_bytes(image_bytes: tf.Tensor, limits: InputLimits) -> tf.Tensor:
+    """The [batch] encoded images, passed on only after every one of them is within the limits.
+
+    The checks run before decode_image sees the bytes, so a decompression bomb (a small file that
+    declares a huge image) is refused before anything is allocated for its pixels.
+    """
+    lengths = tf.strings.length(image_bytes)
+    size_checks = [
+        tf.debugging.assert_positive(lengths, message="Image rejected: an image is empty (0 bytes).",
+                                     summarize=1),
+        tf.debugging.assert_less_equal(lengths, tf.constant(limits.max_bytes, tf.int32), summarize=1,
+                                       message=f"Image rejected: an image is larger than {limits.max_bytes} bytes."),
+    ]
+    with tf.control_dependencies(size_checks):
+        dimensions = tf.map_fn(image_dimensions, image_bytes, fn_output_signature=tf.TensorSpec([2], tf.int64))
+    pixels = tf.reduce_prod(dimensions, axis=1)
+    pixel_checks = [
+        tf.debugging.assert_non_negative(
+            dimensions[:, 0], summarize=1,
+            message="Image rejected: not a JPEG, PNG, GIF or BMP image (unrecognized or corrupt header)."),
+        tf.debugging.assert_positive(pixels, summarize=1, message="Image rejected: its header declares no pixels."),
+        tf.debugging.assert_less_equal(pixels, tf.constant(limits.max_pixels, tf.int64), summarize=1,
+                                       message=f"Image rejected: an image has more than {limits.max_pixels} pixels."),
+    ]
+    with tf.control_dependencies(pixel_checks):
+        return tf.identity(image_bytes)
+
+
 def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutput, class_names: List[str],
-                         export_dir: str, top_k: int) -> None:
+                         export_dir: str, top_k: int, limits: InputLimits = InputLimits(),
+                         warmup_images: Sequence[bytes] = (), model_info: Optional[Dict] = None) -> None:
+    """Saves the SavedModel, then its assets.extra/ files: warmup requests (from `warmup_images`, real
+    encoded images) and model_info.json (class names, limits and whatever `model_info` adds)."""
     # Attached to the model so that SavedModel tracks the Transform graph and its assets (the vocabulary).
     model.tft_layer = tft_output.transform_features_layer()
     raw_spec = tft_output.raw_feature_spec()
     names = tf.constant(class_names)
     k = min(top_k, len(class_names))
 
-    def classify(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        transformed = model.tft_layer(raw_features)
+    def classify(image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
+        image_bytes = checked_image_bytes(image_bytes, limits)
+        # The raw feature spec holds one value per example: [batch] -> [batch, 1].
+        transformed = model.tft_layer({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
         return named_outputs(model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False), names, k)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_KEY)])
     def serve_image_bytes(image_bytes):
-        # The raw feature spec holds one value per example: [batch] -> [batch, 1].
-        return classify({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+        return classify(image_bytes)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(serialized):
-        return classify(tf.io.parse_example(serialized, {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}))
+        parsed = tf.io.parse_example(serialized, {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]})
+        return classify(tf.reshape(parsed[features.IMAGE_KEY], [-1]))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(serialized):
@@ -64,3 +167,138 @@ def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutpu
         features.TF_EXAMPLE_SIGNATURE: serve_tf_examples.get_concrete_function(),
         features.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
     })
+    info = {"class_names": list(class_names), "top_k": k, "input_limits": dataclasses.asdict(limits),
+            "signatures": [features.SERVING_SIGNATURE, features.TF_EXAMPLE_SIGNATURE], **(model_info or {})}
+    write_json(os.path.join(export_dir, features.ASSETS_EXTRA_DIR, features.MODEL_INFO_FILE_NAME), info)
+    if warmup_images:
+        write_warmup_requests(export_dir, list(warmup_images)[:WARMUP_IMAGES])
+
+
+def write_json(path: str, values: Dict) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write(json.dumps(values, indent=2, ensure_ascii=False))
+
+
+def tf_example(image: bytes) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})).SerializeToString()
+
+
+def write_warmup_requests(export_dir: str, images: List[bytes]) -> str:
+    """assets.extra/tf_serving_warmup_requests: one PredictionLog per image signature, with real images.
+
+    TF Serving replays these after loading a version and before marking it available, so the first real
+    request does not pay for graph initialization.
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    path = os.path.join(export_dir, features.ASSETS_EXTRA_DIR, features.WARMUP_FILE_NAME)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    requests = (
+        (features.SERVING_SIGNATURE, features.IMAGE_KEY, images),
+        (features.TF_EXAMPLE_SIGNATURE, "examples", [tf_example(image) for image in images]),
+    )
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, input_name, values in requests:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.signature_name = signature
+            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def sample_image_bytes(example_patterns: Iterable[str], count: int) -> List[bytes]:
+    """The encoded images of the first `count` examples of GZIP tf.Example files (for warmup requests)."""
+    files = [path for pattern in example_patterns for path in tf.io.gfile.glob(pattern)]
+    if not files:
+        return []
+    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+    dataset = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").take(count)
+    return [tf.io.parse_single_example(record, spec)[features.IMAGE_KEY].numpy() for record in dataset]
+
+
+def convert_to_tflite(model: tf_keras.Model, image_size: int, quantization: str,
+                      representative_images: Optional[np.ndarray] = None) -> bytes:
+    """The model alone (transformed float images in, probabilities out) as a TFLite flatbuffer.
+
+    The Transform graph's decode ops are not TFLite builtins, so on-device callers decode and scale
+    ([-1, 1]) themselves. "float16" halves the weights; "int8" quantizes with `representative_images`.
+    """
+    if quantization not in TFLITE_QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {TFLITE_QUANTIZATIONS}, got {quantization!r}.")
+
+    @tf.function(input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="image")])
+    def infer(image):
+        return {features.PROBABILITIES_KEY: model(image, training=False)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([infer.get_concrete_function()], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    else:
+        if representative_images is None or not len(representative_images):
+            raise ValueError("int8 quantization needs representative images from the training split.")
+        converter.representative_dataset = lambda: ([image[None]] for image in representative_images)
+    return converter.convert()
+
+
+def tflite_probabilities(content: bytes, images: np.ndarray) -> np.ndarray:
+    interpreter = tf.lite.Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    rows = []
+    for image in images:
+        interpreter.set_tensor(input_index, image[None].astype(np.float32))
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(output_index)[0])
+    return np.array(rows)
+
+
+def _as_arrays(examples: tf.data.Dataset, limit: Optional[int]) -> tuple:
+    """(images, class ids) of an unbatched (image, one-hot label) dataset."""
+    if limit:
+        examples = examples.take(limit)
+    images, labels = [], []
+    for image, label in examples.as_numpy_iterator():
+        images.append(image)
+        labels.append(int(np.argmax(label)))
+    return np.array(images, np.float32), np.array(labels)
+
+
+def export_tflite(model: tf_keras.Model, image_size: int, export_dir: str, eval_examples: tf.data.Dataset,
+                  representative_examples: Optional[tf.data.Dataset] = None,
+                  quantizations: Sequence[str] = ("float16",), max_eval_examples: Optional[int] = None,
+                  representative_count: int = 100) -> Dict:
+    """Writes tflite/model_<quantization>.tflite beside the SavedModel and tflite/tflite_evaluation.json:
+    each conversion's accuracy on `eval_examples` next to the Keras model's on the same images, and how
+    often the two agree on the top class. The Pusher decides from that file whether the TFLite files ship.
+    """
+    images, labels = _as_arrays(eval_examples, max_eval_examples)
+    reference = model.predict(images, batch_size=32, verbose=0).argmax(axis=1) if len(images) else np.array([])
+    evaluation = {"eval_examples": int(len(images)),
+                  "savedmodel_accuracy": float(np.mean(reference == labels)) if len(images) else None,
+                  "tflite": {}}
+    representative = None
+    if "int8" in quantizations and representative_examples is not None:
+        representative, _ = _as_arrays(representative_examples, representative_count)
+    tflite_dir = os.path.join(export_dir, features.TFLITE_DIR)
+    tf.io.gfile.makedirs(tflite_dir)
+    for quantization in quantizations:
+        started = time.monotonic()
+        content = convert_to_tflite(model, image_size, quantization, representative)
+        seconds = time.monotonic() - started
+        file_name = f"model_{quantization}.tflite"
+        with tf.io.gfile.GFile(os.path.join(tflite_dir, file_name), "wb") as handle:
+            handle.write(content)
+        predicted = tflite_probabilities(content, images).argmax(axis=1) if len(images) else np.array([])
+        evaluation["tflite"][quantization] = {
+            "file": file_name, "bytes": len(content), "conversion_seconds": round(seconds, 1),
+            "accuracy": float(np.mean(predicted == labels)) if len(images) else None,
+            "agreement_with_savedmodel": float(np.mean(predicted == reference)) if len(images) else None,
+        }
+        logging.info("TFLite %s: %s", quantization, evaluation["tflite"][quantization])
+    write_json(os.path.join(tflite_dir, features.TFLITE_EVALUATION_FILE_NAME), evaluation)
+    return evaluation
