@@ -40,18 +40,24 @@ def models(serving_transform_output_dir, tmp_path_factory):
     return artifacts
 
 
-@pytest.fixture(scope="module")
-def eval_examples(tmp_path_factory):
+def write_eval_examples(directory, classes):
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path_factory.mktemp("examples"))
+    examples.uri = str(directory)
     examples.split_names = artifact_utils.encode_split_names(["eval"])
     os.makedirs(os.path.join(examples.uri, "Split-eval"))
     with tf.io.TFRecordWriter(os.path.join(examples.uri, "Split-eval", "data.gz"), "GZIP") as writer:
         for image, label in labelled_images(5, seed=20):
+            if label not in classes:
+                continue
             example = tf.train.Example.FromString(tf_example(image))
             example.features.feature[features.LABEL_KEY].bytes_list.value.append(label.encode())
             writer.write(example.SerializeToString())
     return examples
+
+
+@pytest.fixture(scope="module")
+def eval_examples(tmp_path_factory):
+    return write_eval_examples(tmp_path_factory.mktemp("examples"), list(COLORS))
 
 
 def evaluate(tmp_path, examples, model, baseline, eval_config):
@@ -104,8 +110,9 @@ def test_first_model_is_blessed_then_a_zero_step_model_is_refused_and_not_pushed
 
 
 @pytest.mark.slow  # One TFMA run on Beam (about 20 s).
-def test_a_class_without_eval_examples_blocks_blessing(tmp_path, models, eval_examples):
-    config = eval_config_lib.build_eval_config(**LOW_BAR, class_names=list(COLORS) + ["purple"])
-    blessing = evaluate(tmp_path, eval_examples, models["trained"], None, config)
+def test_a_class_without_eval_examples_blocks_blessing(tmp_path, models):
+    without_blue_sky = write_eval_examples(tmp_path / "examples", ["red apple", "grün"])
+    config = eval_config_lib.build_eval_config(**LOW_BAR, class_names=list(COLORS))
+    blessing = evaluate(tmp_path, without_blue_sky, models["trained"], None, config)
     assert blessing.get_int_custom_property("blessed") == 0
-    assert reasons(blessing) == ["no eval examples in slice label=purple: the class cannot be checked"]
+    assert reasons(blessing) == ["no eval examples in slice label=blue sky: the class cannot be checked"]
