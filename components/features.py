@@ -4,6 +4,13 @@
 IMAGE_KEY = "image_bytes"  # The encoded image file (JPEG or PNG after ingestion).
 LABEL_KEY = "label"  # The class name: the name of the class folder.
 SOURCE_URI_KEY = "source_uri"  # Where the file was read from, for tracing a prediction back to its file.
+# Metadata of the file as read (statistics and the validation gate use them; the model does not).
+FORMAT_KEY = "image_format"  # "JPEG", "PNG", "GIF", "BMP", "WEBP", ... (Pillow's name of the file's format).
+HEIGHT_KEY = "image_height"  # Pixels, after EXIF orientation.
+WIDTH_KEY = "image_width"
+CHANNELS_KEY = "image_channels"  # Bands of the file: 1 grayscale/palette, 3 RGB, 4 RGBA/CMYK.
+BYTE_SIZE_KEY = "image_byte_size"  # Size of the file in bytes.
+SHA256_KEY = "image_sha256"  # Hex sha256 of the file: duplicates and the split are decided by it.
 
 # Transformed features, as the Transform graph outputs them.
 TRANSFORMED_IMAGE_KEY = "image_xf"  # float32 [height, width, 3], scaled to [-1, 1] as MobileNetV2 expects.

@@ -1,4 +1,5 @@
 """Ingestion: walking the tree, checking files, splitting, and the real Beam executor end to end."""
+import hashlib
 import io
 import json
 import os
@@ -12,8 +13,9 @@ from PIL import Image
 from components import features
 from components.ingestion import executor as ingestion_executor
 from components.ingestion import image_tree
-from components.ingestion.component import ImageExampleGen
-from tests.conftest import COLORS, encode, noisy_color
+from components.ingestion.component import ImageExampleGen, input_pattern
+from tests import corpus
+from tests.conftest import COLORS, encode, noisy_color, write_color_tree
 
 LIMITS = image_tree.Limits()
 
@@ -50,7 +52,7 @@ def test_walk_finds_nested_images_any_case_and_flags_the_rest(tmp_path):
 
 
 def test_split_is_deterministic_and_follows_the_ratio():
-    paths = [f"class/img_{i}.png" for i in range(4000)]
+    paths = [hashlib.sha256(f"image {i}".encode()).hexdigest() for i in range(4000)]
     first = [image_tree.assign_split(p, 20, 100) for p in paths]
     assert first == [image_tree.assign_split(p, 20, 100) for p in paths]
     eval_share = first.count(image_tree.EVAL_SPLIT) / len(paths)
@@ -79,7 +81,7 @@ def test_other_formats_are_reencoded_losslessly_to_png(fmt):
 
 @pytest.mark.parametrize("data, reason", [
     (b"", "empty_file"),
-    (b"this is not an image at all", "undecodable"),
+    (b"this is not an image at all", "not_an_image"),
     (encode(_pixels(size=64), "JPEG")[:300], "undecodable"),  # Truncated: header fine, pixels missing.
 ])
 def test_bad_files_are_rejected_with_a_reason(data, reason):
@@ -94,11 +96,15 @@ def test_pixel_limit_is_checked_before_decoding():
     assert rejected.value.reason == "too_many_pixels"
 
 
-def _run_executor(input_base: Path, output_dir: Path, eval_percent: int = 30):
+def _run_executor(input_base: Path, output_dir: Path, eval_percent: int = 30, resolved_pattern: str = None):
+    from tfx.proto import example_gen_pb2
     from tfx.types import standard_artifacts
     from tfx.utils import proto_utils
 
     component = ImageExampleGen(input_base=str(input_base), eval_percent=eval_percent)
+    if resolved_pattern:  # As the driver passes it after resolving {SPAN}.
+        component.exec_properties["input_config"] = example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="images", pattern=resolved_pattern)])
     exec_properties = {key: proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value
                        for key, value in component.exec_properties.items()}
     examples = standard_artifacts.Examples()
@@ -125,7 +131,7 @@ def test_executor_writes_splits_and_accounts_for_every_file(color_tree, tmp_path
 
     report = json.loads((output_dir / ingestion_executor.REPORT_FILE_NAME).read_text())
     assert report["examples_written"] == 18
-    assert report["quarantined_by_reason"] == {"undecodable": 1, "empty_file": 1}
+    assert report["quarantined_by_reason"] == {"not_an_image": 1, "empty_file": 1}
     assert {os.path.basename(e["uri"]) for e in report["quarantined"]} == {"broken.png", "empty.jpg"}
     assert {os.path.basename(e["uri"]) for e in report["ignored"]} == {".DS_Store", "labels.csv"}
     assert report["files_read"] == report["examples_written"] + report["quarantined_count"] + report["ignored_count"]
@@ -159,3 +165,154 @@ def test_split_membership_survives_moving_the_tree(color_tree, tmp_path):
                                                             for r in [color_tree if "first" in str(output_dir)
                                                                       else moved]))
     assert eval_files(tmp_path / "first") == eval_files(tmp_path / "second")
+
+
+# The bad-input corpus (tests/corpus.py): every file's fate, checked against the report and the splits.
+
+def _outcomes(report, examples_by_uri, root: Path):
+    """{relative path: (outcome, reason or steps)} as the pipeline reports it."""
+    outcomes = {}
+    normalized = {entry["uri"]: tuple(entry["steps"]) for entry in report["normalized"]}
+    for uri in examples_by_uri:
+        outcomes[os.path.relpath(uri, root)] = (corpus.EXAMPLE, normalized.get(uri, ()))
+    for entry in report["quarantined"]:
+        outcomes[os.path.relpath(entry["uri"], root)] = (corpus.QUARANTINED, entry["reason"])
+    for entry in report["ignored"]:
+        outcomes[os.path.relpath(entry["uri"], root)] = (corpus.IGNORED, None)
+    return outcomes
+
+
+def _expected_outcomes(expected):
+    return {relative: (e.outcome, e.steps if e.outcome == corpus.EXAMPLE else e.reason)
+            for relative, e in expected.items()}
+
+
+def _examples_by_uri(output_dir: Path):
+    return {e.features.feature[features.SOURCE_URI_KEY].bytes_list.value[0].decode(): (split, e)
+            for split in image_tree.SPLITS for e in _read_split(output_dir, split)}
+
+
+def _files_in(root: Path):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, names in os.walk(root) for f in names)
+
+
+@pytest.fixture(scope="module")
+def ingested_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus") / "images"
+    expected = corpus.write_corpus(root)
+    output_dir = tmp_path_factory.mktemp("corpus_examples")
+    artifact = _run_executor(root, output_dir, eval_percent=50)
+    report = json.loads((output_dir / ingestion_executor.REPORT_FILE_NAME).read_text())
+    return root, expected, output_dir, report, artifact
+
+
+def test_corpus_every_file_has_the_expected_fate(ingested_corpus):
+    root, expected, output_dir, report, _ = ingested_corpus
+    assert _files_in(root) == sorted(expected)  # The generator's list is the whole tree.
+    assert _outcomes(report, _examples_by_uri(output_dir), root) == _expected_outcomes(expected)
+
+
+def test_corpus_counts_balance_and_name_each_reason(ingested_corpus):
+    root, expected, _, report, artifact = ingested_corpus
+    assert report["files_read"] == len(_files_in(root))
+    assert report["files_read"] == report["examples_written"] + report["quarantined_count"] + report["ignored_count"]
+    assert report["quarantined_by_reason"] == {"conflicting_labels": 2, "duplicate": 1, "empty_file": 1,
+                                               "not_an_image": 1, "too_many_pixels": 1, "undecodable": 1}
+    per_class = {name: sum(splits.values()) for name, splits in report["examples_per_class_and_split"].items()}
+    assert per_class == {"cat": 13, "dog": 2, corpus.ONE_IMAGE_CLASS: 1, corpus.EMPTY_CLASS: 0}
+    assert artifact.get_int_custom_property("duplicate_groups") == 2
+    manifest = [json.loads(line) for line in Path(artifact.get_string_custom_property("quarantine_manifest"))
+                .read_text().splitlines()]
+    assert sorted((os.path.relpath(e["uri"], root), e["reason"]) for e in manifest) == sorted(
+        (relative, e.reason) for relative, e in expected.items() if e.outcome == corpus.QUARANTINED)
+
+
+def test_corpus_examples_are_8_bit_rgb_or_gray_with_their_metadata(ingested_corpus):
+    root, expected, output_dir, _, _ = ingested_corpus
+    for uri, (_, example) in _examples_by_uri(output_dir).items():
+        feature = example.features.feature
+        relative = os.path.relpath(uri, root)
+        decoded = tf.io.decode_image(feature[features.IMAGE_KEY].bytes_list.value[0], expand_animations=False)
+        assert decoded.dtype == tf.uint8 and decoded.shape[-1] in (1, 3), relative
+        width, height = expected[relative].size or (24, 24)
+        assert decoded.shape[:2] == (height, width), relative
+        assert (feature[features.HEIGHT_KEY].int64_list.value[0], feature[features.WIDTH_KEY].int64_list.value[0]) \
+            == (height, width)
+        data = (root / relative).read_bytes()
+        assert feature[features.BYTE_SIZE_KEY].int64_list.value[0] == len(data)
+        assert feature[features.SHA256_KEY].bytes_list.value[0].decode() == hashlib.sha256(data).hexdigest()
+        assert feature[features.LABEL_KEY].bytes_list.value[0].decode() == relative.split("/")[0]
+    formats = {os.path.relpath(uri, root): e.features.feature[features.FORMAT_KEY].bytes_list.value[0].decode()
+               for uri, (_, e) in _examples_by_uri(output_dir).items()}
+    assert formats["cat/animated.gif"] == "GIF" and formats["cat/web.WebP"] == "WEBP"
+    assert formats["cat/bitmap.bmp"] == "BMP" and formats["cat/cmyk.jpg"] == "JPEG"
+
+
+def test_exif_rotation_and_alpha_are_applied_to_the_pixels():
+    rotated = image_tree.check_image(corpus.exif_rotated_jpeg(13), LIMITS)
+    upright = np.asarray(Image.open(io.BytesIO(corpus.exif_rotated_jpeg(13))).transpose(Image.Transpose.ROTATE_270))
+    np.testing.assert_array_equal(tf.io.decode_image(rotated.encoded).numpy(), upright)
+    transparent = Image.new("RGBA", (16, 16), (255, 0, 0, 0))  # Fully transparent red: shows as white.
+    checked = image_tree.check_image(encode(np.asarray(transparent), "PNG"), LIMITS)
+    assert (tf.io.decode_image(checked.encoded).numpy() == 255).all()
+    assert checked.channels == 4
+
+
+def test_sixteen_bit_samples_are_scaled_not_clipped():
+    samples = np.array([[0, 257 * 100, 65535, 32768]], dtype=np.uint16).repeat(4, axis=0)
+    checked = image_tree.check_image(encode(samples, "PNG"), LIMITS)
+    assert tf.io.decode_image(checked.encoded, channels=1).numpy()[0, :, 0].tolist() == [0, 100, 255, 128]
+
+
+def test_header_bomb_is_refused_before_decoding():
+    with pytest.raises(image_tree.RejectedImage) as rejected:
+        image_tree.check_image(corpus.header_bomb_png(30000, 30000), LIMITS)
+    assert rejected.value.reason == "too_many_pixels" and "900000000 pixels" in rejected.value.detail
+    with pytest.raises(image_tree.RejectedImage, match="too_many_pixels: 3000x3000 > limit"):
+        image_tree.check_image(corpus.header_bomb_png(3000, 3000), image_tree.Limits(max_pixels=1_000_000))
+
+
+def test_explicit_train_and_eval_folders_are_honoured_and_a_leak_is_dropped_from_eval(tmp_path):
+    root = tmp_path / "images"
+    expected = corpus.write_explicit_split_corpus(root)
+    _run_executor(root, tmp_path / "examples")
+    report = json.loads((tmp_path / "examples" / ingestion_executor.REPORT_FILE_NAME).read_text())
+    examples = _examples_by_uri(tmp_path / "examples")
+    assert _outcomes(report, examples, root) == _expected_outcomes(expected)
+    assert {os.path.relpath(uri, root): split for uri, (split, _) in examples.items()} == {
+        "train/cat/a.png": "train", "train/cat/leaked.png": "train", "train/dog/b.png": "train",
+        "eval/dog/c.png": "eval"}
+    assert report["layout"] == "explicit_splits" and report["leaks_prevented"] == 1
+    assert {e.features.feature[features.LABEL_KEY].bytes_list.value[0].decode() for _, e in examples.values()} \
+        == {"cat", "dog"}
+
+
+def test_a_renamed_file_keeps_its_split(color_tree, tmp_path):
+    _run_executor(color_tree, tmp_path / "before")
+    original = color_tree / "grün" / "img 1.JPG"
+    original.rename(color_tree / "grün" / "völlig neuer Name.jpg")
+    _run_executor(color_tree, tmp_path / "after")
+
+    def split_by_hash(output_dir):
+        return {e.features.feature[features.SHA256_KEY].bytes_list.value[0]: split
+                for split, e in _examples_by_uri(output_dir).values()}
+    assert split_by_hash(tmp_path / "before") == split_by_hash(tmp_path / "after")
+
+
+def test_spans_pick_the_newest_span_folder(tmp_path):
+    from tfx.components.example_gen import utils as example_gen_utils
+    from tfx.proto import example_gen_pb2
+
+    for span in (1, 2):
+        write_color_tree(tmp_path / "images" / f"span-{span}", per_class=span, seed=span)
+    pattern = input_pattern("span-{SPAN}")
+    # What FileBasedExampleGen's driver does before the executor runs: find the newest span, fill the pattern.
+    _, span, _ = example_gen_utils.calculate_splits_fingerprint_span_and_version(
+        str(tmp_path / "images"), [example_gen_pb2.Input.Split(name="images", pattern=pattern)])
+    assert span == 2
+    resolved = pattern.replace("{SPAN}", str(span))
+    _run_executor(tmp_path / "images", tmp_path / "examples", resolved_pattern=resolved)
+    report = json.loads((tmp_path / "examples" / ingestion_executor.REPORT_FILE_NAME).read_text())
+    assert report["root"] == str(tmp_path / "images" / "span-2") and report["examples_written"] == 6
+    with pytest.raises(ValueError, match="SPAN"):
+        ImageExampleGen(input_base=str(tmp_path), span_folder="dated/*")

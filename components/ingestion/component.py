@@ -9,6 +9,15 @@ from tfx.proto import example_gen_pb2
 from components.ingestion import executor, image_tree
 
 
+def input_pattern(span_folder: Optional[str]) -> str:
+    if not span_folder:
+        return executor.IMAGE_FILES_PATTERN
+    if "{SPAN}" not in span_folder or "/" in span_folder.strip("/") or "*" in span_folder:
+        raise ValueError(f"span_folder must be one folder name containing {{SPAN}}, such as 'span-{{SPAN}}' or "
+                         f"'{{SPAN}}', got {span_folder!r}.")
+    return f"{span_folder.strip('/')}/{executor.IMAGE_FILES_PATTERN}"
+
+
 class ImageExampleGen(FileBasedExampleGen):
     """Ingests `<input_base>/<class name>/**/<image>` into GZIP tf.Example splits 'train' and 'eval'.
 
@@ -21,14 +30,16 @@ class ImageExampleGen(FileBasedExampleGen):
     def __init__(self, input_base: str, eval_percent: int = 20,
                  max_pixels: int = image_tree.DEFAULT_MAX_PIXELS,
                  max_bytes: int = image_tree.DEFAULT_MAX_BYTES,
-                 input_config: Optional[example_gen_pb2.Input] = None):
+                 span_folder: Optional[str] = None):
+        """`span_folder`, e.g. "span-{SPAN}" or "{SPAN}": the tree is `<input_base>/<span folder>/<class>/...`
+        and the driver picks the newest span (TFX's ExampleGen ingests one span per run)."""
         if not 1 <= eval_percent <= 99:
             raise ValueError(f"eval_percent must be between 1 and 99, got {eval_percent}.")
         if max_pixels < 1 or max_bytes < 1:
             raise ValueError("max_pixels and max_bytes must be positive.")
-        input_config = input_config or example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name="images", pattern=executor.IMAGE_FILES_PATTERN)])
-        # Split membership comes from a hash of each file's path; these buckets give the ratio.
+        input_config = example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="images", pattern=input_pattern(span_folder))])
+        # Split membership comes from a hash of each file's content; these buckets give the ratio.
         output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name=image_tree.TRAIN_SPLIT, hash_buckets=100 - eval_percent),
             example_gen_pb2.SplitConfig.Split(name=image_tree.EVAL_SPLIT, hash_buckets=eval_percent),

@@ -1,8 +1,9 @@
 """Beam executor of ImageExampleGen: class-per-folder images in, split tf.Example TFRecords (GZIP) out.
 
 Besides the Split-* folders that every ExampleGen writes, the output artifact's folder receives
-`ingestion_report.json`: files read per class and split, and every file that was ignored or quarantined
-with its reason. The same counts are set as custom properties of the Examples artifact in ML Metadata.
+`ingestion_report.json` (files read, examples per class and split, every file ignored, quarantined or
+normalized with its reason, duplicate groups) and `quarantine.jsonl` (the quarantine manifest: one line per
+quarantined file with its URI and reason). The counts are also custom properties of the Examples artifact.
 """
 import json
 import logging
@@ -22,8 +23,9 @@ from tfx.utils import proto_utils
 from components.ingestion import image_tree
 
 REPORT_FILE_NAME = "ingestion_report.json"
+QUARANTINE_FILE_NAME = "quarantine.jsonl"
 LIMIT_KEYS = ("max_pixels", "max_bytes")
-_EXAMPLE, _QUARANTINED, _IGNORED = "example", "quarantined", "ignored"
+_QUARANTINED, _IGNORED, _DUPLICATE_GROUPS, _NORMALIZED = "quarantined", "ignored", "duplicate_groups", "normalized"
 # The input pattern names the files of the class folders, so the driver's fingerprint (which decides
 # whether a cached run is reused) changes when files are added, removed or rewritten in them.
 IMAGE_FILES_PATTERN = "*/*"
@@ -40,59 +42,121 @@ def tree_root(input_base: str, pattern: str) -> str:
 
 
 class _ReadAndCheck(beam.DoFn):
-    """Reads one file and emits (kind, payload): a tf.Example with its split, a quarantine or an ignore."""
+    """Reads one file. Main output: (sha256, candidate) for the duplicate check; tagged outputs for the
+    files that are quarantined or ignored, with their reason."""
 
-    def __init__(self, root: str, limits: image_tree.Limits, eval_buckets: int, total_buckets: int):
-        self._root = root
+    def __init__(self, limits: image_tree.Limits):
         self._limits = limits
-        self._eval_buckets = eval_buckets
-        self._total_buckets = total_buckets
 
-    def process(self, item: Tuple[str, str, bool]) -> Iterator[Tuple[str, Any]]:
-        class_name, path, is_candidate = item
+    def process(self, item: Tuple[str, str, bool, Optional[str]]):
+        class_name, path, is_candidate, forced_split = item
         if not is_candidate:
             beam.metrics.Metrics.counter("ImageExampleGen", "ignored").inc()
-            yield _IGNORED, {"uri": path, "class": class_name, "reason": "not_an_image_name_or_hidden"}
+            yield beam.pvalue.TaggedOutput(_IGNORED, {
+                "uri": path, "class": class_name, "reason": "hidden_or_not_an_image_name"})
             return
         try:
             checked = image_tree.check_image(image_tree.read_file(path, self._limits), self._limits)
         except image_tree.RejectedImage as rejected:
             beam.metrics.Metrics.counter("ImageExampleGen", f"quarantined_{rejected.reason}").inc()
-            yield _QUARANTINED, {"uri": path, "class": class_name, "reason": rejected.reason,
-                                 "detail": rejected.detail}
+            yield beam.pvalue.TaggedOutput(_QUARANTINED, {
+                "uri": path, "class": class_name, "reason": rejected.reason, "detail": rejected.detail})
             return
-        relative_path = posixpath.relpath(path, self._root)
-        split = image_tree.assign_split(relative_path, self._eval_buckets, self._total_buckets)
         example = image_tree.make_example(checked, class_name, path)
+        yield checked.sha256, {"uri": path, "class": class_name, "forced_split": forced_split,
+                               "normalizations": list(checked.normalizations),
+                               "example": example.SerializeToString()}
+
+
+class _ResolveDuplicates(beam.DoFn):
+    """One group of files with the same content: decides the split and which copies are written.
+
+    Same content under one class: the first copy is kept (a train/ copy before an eval/ one, so the eval
+    split never holds an image the model trained on), the others are quarantined as duplicates.
+    Same content under different classes: the label is contradictory, so every copy is quarantined.
+    """
+
+    def __init__(self, eval_buckets: int, total_buckets: int):
+        self._eval_buckets = eval_buckets
+        self._total_buckets = total_buckets
+
+    def process(self, sha_and_candidates):
+        sha256, candidates = sha_and_candidates
+        candidates = sorted(candidates, key=_keep_order)
+        hashed_split = image_tree.assign_split(sha256, self._eval_buckets, self._total_buckets)
+        splits = {candidate["forced_split"] or hashed_split for candidate in candidates}
+        labels = sorted({candidate["class"] for candidate in candidates})
+        if len(candidates) > 1:
+            yield beam.pvalue.TaggedOutput(_DUPLICATE_GROUPS, {
+                "sha256": sha256, "uris": [candidate["uri"] for candidate in candidates], "labels": labels,
+                "across_train_and_eval": len(splits) > 1,
+                "kept": None if len(labels) > 1 else candidates[0]["uri"]})
+        if len(labels) > 1:
+            for candidate in candidates:
+                yield beam.pvalue.TaggedOutput(_QUARANTINED, _quarantine_entry(
+                    candidate, "conflicting_labels", f"same content under classes {labels}"))
+            return
+        kept, *copies = candidates
+        for copy in copies:
+            yield beam.pvalue.TaggedOutput(_QUARANTINED, _quarantine_entry(
+                copy, "duplicate", f"same content as {kept['uri']}"))
+        split = kept["forced_split"] or hashed_split
         beam.metrics.Metrics.counter("ImageExampleGen", f"examples_{split}").inc()
-        yield _EXAMPLE, (split, class_name, example.SerializeToString())
+        if kept["normalizations"]:
+            yield beam.pvalue.TaggedOutput(_NORMALIZED, {"uri": kept["uri"], "steps": kept["normalizations"]})
+        yield split, kept["class"], kept["example"]
 
 
-def _list_class_folder(class_name: str, root: str) -> Iterator[Tuple[str, str, bool]]:
-    for path, is_candidate in image_tree.walk_class_folder(root, class_name):
-        yield class_name, path, is_candidate
+def _keep_order(candidate: Dict) -> Tuple[int, str]:
+    return (0 if candidate["forced_split"] in (None, image_tree.TRAIN_SPLIT) else 1, candidate["uri"])
 
 
-def _build_report(root: str, class_names: List[str], counts_per_split_and_class: List[Tuple[Tuple[str, str], int]],
-                  quarantined: List[Dict], ignored: List[Dict]) -> Dict:
-    counts: Dict[str, Dict[str, int]] = {name: {image_tree.TRAIN_SPLIT: 0, image_tree.EVAL_SPLIT: 0}
-                                         for name in class_names}
+def _quarantine_entry(candidate: Dict, reason: str, detail: str) -> Dict:
+    return {"uri": candidate["uri"], "class": candidate["class"], "reason": reason, "detail": detail}
+
+
+def _list_class_folder(folder: Tuple[str, str, Optional[str]]) -> Iterator[Tuple[str, str, bool, Optional[str]]]:
+    class_name, class_dir, forced_split = folder
+    for path, is_candidate in image_tree.walk_folder(class_dir):
+        yield class_name, path, is_candidate, forced_split
+
+
+def _count_by(entries: List[Dict], key: str) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for entry in entries:
+        for value in entry[key] if isinstance(entry[key], list) else [entry[key]]:
+            counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def build_report(root: str, layout: str, class_names: List[str], files_listed: int,
+                 counts_per_split_and_class: List[Tuple[Tuple[str, str], int]], quarantined: List[Dict],
+                 ignored: List[Dict], duplicate_groups: List[Dict], normalized: List[Dict]) -> Dict:
+    """The ingestion report; raises when the files listed and the files accounted for differ."""
+    counts: Dict[str, Dict[str, int]] = {name: dict.fromkeys(image_tree.SPLITS, 0) for name in class_names}
     for (split, class_name), count in counts_per_split_and_class:
         counts[class_name][split] = count
     examples_written = sum(count for _, count in counts_per_split_and_class)
-    quarantine_reasons: Dict[str, int] = {}
-    for entry in quarantined:
-        quarantine_reasons[entry["reason"]] = quarantine_reasons.get(entry["reason"], 0) + 1
+    accounted = examples_written + len(quarantined) + len(ignored)
+    if accounted != files_listed:
+        raise RuntimeError(f"Ingestion lost track of files under {root}: {files_listed} listed, but "
+                           f"{examples_written} written + {len(quarantined)} quarantined + {len(ignored)} ignored "
+                           f"= {accounted}.")
     return {
         "root": root,
-        "files_read": examples_written + len(quarantined) + len(ignored),
+        "layout": layout,
+        "files_read": files_listed,
         "examples_written": examples_written,
         "examples_per_class_and_split": counts,
         "quarantined_count": len(quarantined),
-        "quarantined_by_reason": quarantine_reasons,
+        "quarantined_by_reason": _count_by(quarantined, "reason"),
         "quarantined": sorted(quarantined, key=lambda entry: entry["uri"]),
         "ignored_count": len(ignored),
         "ignored": sorted(ignored, key=lambda entry: entry["uri"]),
+        "duplicate_groups": sorted(duplicate_groups, key=lambda group: group["uris"][0]),
+        "leaks_prevented": sum(1 for group in duplicate_groups if group["across_train_and_eval"]),
+        "normalized_by_step": _count_by(normalized, "steps"),
+        "normalized": sorted(normalized, key=lambda entry: entry["uri"]),
     }
 
 
@@ -101,8 +165,15 @@ def _write_json(report: Dict, path: str) -> None:
         json.dump(report, handle, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+def write_quarantine_manifest(quarantined: List[Dict], path: str) -> None:
+    """One JSON object per line: uri, class, reason, detail. The files themselves stay where they are."""
+    with tf.io.gfile.GFile(path, "w") as handle:
+        for entry in quarantined:
+            handle.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Reads the image tree in parallel (one Beam element per class folder, then per file)."""
+    """Reads the image tree in parallel: one Beam element per class folder, then one per file."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         raise NotImplementedError("ImageExampleGen's Executor builds its whole Beam graph in Do.")
@@ -119,24 +190,35 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         limits = _limits_from(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
 
         root = tree_root(exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern)
-        class_names = image_tree.list_class_names(root)
-        logging.info("ImageExampleGen: reading %d classes under %s", len(class_names), root)
+        folders = image_tree.class_folders(root)
+        class_names = sorted({folder.class_name for folder in folders})
+        layout = "explicit_splits" if any(folder.split for folder in folders) else "class_folders"
+        logging.info("ImageExampleGen: reading %d classes under %s (%s)", len(class_names), root, layout)
 
         examples_artifact = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         examples_artifact.split_names = artifact_utils.encode_split_names(split_names)
+        # The driver records the span only as a custom property; as the artifact's `span` property it is
+        # copied by StatisticsGen onto the statistics, where the validation gate finds the previous span.
+        examples_artifact.span = int(exec_properties.get(utils.SPAN_PROPERTY_NAME) or 0)
         report_path = posixpath.join(examples_artifact.uri, REPORT_FILE_NAME)
 
         with self._make_beam_pipeline() as pipeline:
-            results = (
+            files = (
                 pipeline
-                | "ClassFolders" >> beam.Create(class_names)
-                | "ListFiles" >> beam.FlatMap(_list_class_folder, root)
+                | "ClassFolders" >> beam.Create([(f.class_name, f.path, f.split) for f in folders])
+                | "ListFiles" >> beam.FlatMap(_list_class_folder)
                 # Spreads the files over workers: a listing is one element per class folder.
                 | "Redistribute" >> beam.Reshuffle()
-                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(root, limits, eval_buckets, total_buckets))
             )
-            examples = results | "Examples" >> beam.Filter(lambda kind_value: kind_value[0] == _EXAMPLE) \
-                | "ExamplePayload" >> beam.Map(lambda kind_value: kind_value[1])
+            read = files | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits)).with_outputs(
+                _QUARANTINED, _IGNORED, main="candidates")
+            resolved = (
+                read.candidates
+                | "GroupByContent" >> beam.GroupByKey()
+                | "ResolveDuplicates" >> beam.ParDo(_ResolveDuplicates(eval_buckets, total_buckets)).with_outputs(
+                    _QUARANTINED, _DUPLICATE_GROUPS, _NORMALIZED, main="examples")
+            )
+            examples = resolved.examples
             for split in split_names:
                 _ = (
                     examples
@@ -146,37 +228,38 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                         artifact_utils.get_split_uri([examples_artifact], split),
                         example_gen_pb2.FORMAT_TFRECORDS_GZIP, exec_properties)
                 )
-            counts = (
+            quarantined = ((read[_QUARANTINED], resolved[_QUARANTINED]) | "AllQuarantined" >> beam.Flatten())
+            _ = (
                 examples
                 | "SplitAndClass" >> beam.Map(lambda item: ((item[0], item[1]), 1))
                 | "CountPerSplitAndClass" >> beam.CombinePerKey(sum)
                 | "AllCounts" >> beam.combiners.ToList()
-            )
-            _ = (
-                counts
                 | "BuildReport" >> beam.Map(
-                    lambda count_list, quarantined, ignored: _build_report(
-                        root, class_names, count_list, quarantined, ignored),
-                    quarantined=beam.pvalue.AsSingleton(_entries_of(results, _QUARANTINED)),
-                    ignored=beam.pvalue.AsSingleton(_entries_of(results, _IGNORED)),
+                    lambda count_list, listed, quarantined_list, ignored, groups, normalized: build_report(
+                        root, layout, class_names, listed, count_list, quarantined_list, ignored, groups,
+                        normalized),
+                    listed=beam.pvalue.AsSingleton(files | "CountFiles" >> beam.combiners.Count.Globally()),
+                    quarantined_list=_as_list(quarantined, _QUARANTINED),
+                    ignored=_as_list(read[_IGNORED], _IGNORED),
+                    groups=_as_list(resolved[_DUPLICATE_GROUPS], _DUPLICATE_GROUPS),
+                    normalized=_as_list(resolved[_NORMALIZED], _NORMALIZED),
                 )
                 | "WriteReport" >> beam.Map(_write_json, report_path)
             )
 
         with tf.io.gfile.GFile(report_path) as handle:
             report = json.load(handle)
-        _record_counts(examples_artifact, report)
+        quarantine_path = posixpath.join(examples_artifact.uri, QUARANTINE_FILE_NAME)
+        write_quarantine_manifest(report["quarantined"], quarantine_path)
+        _record_counts(examples_artifact, report, quarantine_path)
         examples_utils.set_payload_format(examples_artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples_artifact, write_split.to_file_format_str(
             example_gen_pb2.FORMAT_TFRECORDS_GZIP))
         _log_report(report, report_path)
 
 
-def _entries_of(results: beam.PCollection, kind: str) -> beam.PCollection:
-    return (results
-            | f"Select[{kind}]" >> beam.Filter(lambda kind_value, wanted=kind: kind_value[0] == wanted)
-            | f"Entry[{kind}]" >> beam.Map(lambda kind_value: kind_value[1])
-            | f"All[{kind}]" >> beam.combiners.ToList())
+def _as_list(entries: beam.PCollection, kind: str):
+    return beam.pvalue.AsSingleton(entries | f"All[{kind}]" >> beam.combiners.ToList())
 
 
 def _limits_from(custom_config_json: Optional[str]) -> image_tree.Limits:
@@ -196,22 +279,27 @@ def _eval_and_total_buckets(output_config: example_gen_pb2.Output) -> Tuple[int,
     return buckets[image_tree.EVAL_SPLIT], sum(buckets.values())
 
 
-def _record_counts(examples_artifact: types.Artifact, report: Dict) -> None:
-    """Puts the counts in ML Metadata, where dashboards and the run summary read them."""
+def _record_counts(examples_artifact: types.Artifact, report: Dict, quarantine_path: str) -> None:
+    """Puts the counts in ML Metadata, where dashboards, the validation gate and the run summary read them."""
     examples_artifact.set_int_custom_property("files_read", report["files_read"])
     examples_artifact.set_int_custom_property("examples_written", report["examples_written"])
     examples_artifact.set_int_custom_property("quarantined", report["quarantined_count"])
     examples_artifact.set_int_custom_property("ignored", report["ignored_count"])
+    examples_artifact.set_int_custom_property("duplicate_groups", len(report["duplicate_groups"]))
+    examples_artifact.set_int_custom_property("leaks_prevented", report["leaks_prevented"])
     examples_artifact.set_string_custom_property(
         "examples_per_class_and_split", json.dumps(report["examples_per_class_and_split"], ensure_ascii=False))
     examples_artifact.set_string_custom_property(
         "quarantined_by_reason", json.dumps(report["quarantined_by_reason"]))
+    examples_artifact.set_string_custom_property("quarantine_manifest", quarantine_path)
 
 
 def _log_report(report: Dict, report_path: str) -> None:
-    logging.info("ImageExampleGen: %d files read, %d examples written, %d quarantined, %d ignored; report: %s",
+    logging.info("ImageExampleGen: %d files read, %d examples written, %d quarantined %s, %d ignored; "
+                 "%d duplicate groups (%d across train and eval); report: %s",
                  report["files_read"], report["examples_written"], report["quarantined_count"],
-                 report["ignored_count"], report_path)
+                 report["quarantined_by_reason"], report["ignored_count"], len(report["duplicate_groups"]),
+                 report["leaks_prevented"], report_path)
     for class_name, per_split in report["examples_per_class_and_split"].items():
         logging.info("  class %r: %s", class_name, per_split)
     for entry in report["quarantined"]:

@@ -8,18 +8,28 @@ import hashlib
 import io
 import os
 import posixpath
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from components import features
 
-# Extensions are matched case-insensitively. These are the formats Pillow decodes for the check below;
-# JPEG and PNG pass through unchanged, the others are re-encoded as PNG (lossless) so that the in-graph
-# decoder of Transform and serving, which reads JPEG/PNG/GIF/BMP, never meets a format it cannot read.
+# Extensions are matched case-insensitively. These are the formats Pillow decodes for the check below.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
+# The formats the schema's format domain lists; a file of another format behind an image extension (a TIFF
+# named .jpg) is still ingested, and the validation gate counts the fraction of such files.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 PASSTHROUGH_FORMATS = frozenset({"JPEG", "PNG"})
+# 8-bit modes the in-graph decoder reads with the meaning the file has; grayscale becomes RGB in Transform
+# (decode_image(channels=3) repeats the channel), identically at training and serving time.
+PASSTHROUGH_MODES = frozenset({"RGB", "L"})
+_EXIF_ORIENTATION_TAG = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Transparent pixels are composited onto white: dropping alpha would expose whatever colour the encoder
+# left under them (often black), which changes what the image shows.
+_ALPHA_BACKGROUND = (255, 255, 255)
 
 # Decompression-bomb guard: the pixel count is read from the header and checked before any decoding.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -27,6 +37,7 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
+SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 
 
 class RejectedImage(Exception):
@@ -46,10 +57,14 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class CheckedImage:
-    encoded: bytes  # JPEG or PNG bytes, ready for the in-graph decoder.
+    encoded: bytes  # JPEG or PNG bytes of an 8-bit RGB or grayscale image, ready for the in-graph decoder.
     source_format: str  # Format of the file as read ("JPEG", "PNG", "GIF", ...).
-    width: int
+    width: int  # After EXIF orientation: the image as stored in `encoded`.
     height: int
+    channels: int  # Bands of the file as read: 1 grayscale/palette, 3 RGB, 4 RGBA/CMYK.
+    byte_size: int  # Of the file as read.
+    sha256: str  # Hex digest of the file as read: duplicate detection and the split key.
+    normalizations: Tuple[str, ...] = ()  # What ingestion changed, e.g. ("exif_orientation", "cmyk_to_rgb").
 
 
 def is_hidden(name: str) -> bool:
@@ -79,12 +94,16 @@ def list_class_names(root: str) -> List[str]:
 
 
 def walk_class_folder(root: str, class_name: str) -> Iterator[Tuple[str, bool]]:
+    """Yields (path, is_image_candidate) for every file under `<root>/<class_name>`; see walk_folder."""
+    return walk_folder(posixpath.join(root, class_name))
+
+
+def walk_folder(class_dir: str) -> Iterator[Tuple[str, bool]]:
     """Yields (path, is_image_candidate) for every file under one class folder, sub-folders included.
 
     Hidden files and everything under hidden folders yield False, as do files whose extension is not an
     image's: the caller reports them as ignored instead of losing them silently.
     """
-    class_dir = posixpath.join(root, class_name)
     for directory, subdirs, files in tf.io.gfile.walk(class_dir):
         relative_dir = posixpath.relpath(directory, class_dir)
         in_hidden_dir = any(is_hidden(part) for part in relative_dir.split("/") if part != ".")
@@ -94,15 +113,58 @@ def walk_class_folder(root: str, class_name: str) -> Iterator[Tuple[str, bool]]:
         subdirs.sort()
 
 
-def assign_split(relative_path: str, eval_buckets: int, total_buckets: int) -> str:
-    """Deterministic split by a hash of the path relative to the root: re-runs and moves of the root agree."""
-    digest = hashlib.sha256(relative_path.encode("utf-8")).digest()
+@dataclasses.dataclass(frozen=True)
+class ClassFolder:
+    class_name: str
+    path: str
+    split: Optional[str] = None  # Set when the tree has explicit train/ and eval/ folders.
+
+
+def class_folders(root: str) -> List[ClassFolder]:
+    """Every class folder of a tree, `<root>/<class>` or, with explicit splits, `<root>/<split>/<class>`."""
+    explicit = explicit_split_folders(root)
+    if explicit is None:
+        return [ClassFolder(name, posixpath.join(root, name)) for name in list_class_names(root)]
+    return [ClassFolder(name, posixpath.join(folder, name), split)
+            for split, folder in explicit.items() for name in list_class_names(folder)]
+
+
+def class_names_of_tree(root: str) -> List[str]:
+    return sorted({folder.class_name for folder in class_folders(root)})
+
+
+def explicit_split_folders(root: str) -> Optional[Dict[str, str]]:
+    """{split: folder} when the tree's only visible folders are `train/` and `eval/`, else None.
+
+    Such a tree is `<root>/<split>/<class name>/**/<image>`: the user chose each file's split.
+    """
+    if not tf.io.gfile.isdir(root):
+        return None
+    folders = {entry.rstrip("/") for entry in tf.io.gfile.listdir(root)
+               if not is_hidden(entry) and tf.io.gfile.isdir(posixpath.join(root, entry.rstrip("/")))}
+    if folders != set(SPLITS):
+        return None
+    return {split: posixpath.join(root, split) for split in SPLITS}
+
+
+def assign_split(key: str, eval_buckets: int, total_buckets: int) -> str:
+    """Deterministic split by a hash of `key`. Ingestion's key is the file's content hash (CheckedImage.sha256),
+    so a renamed or moved file keeps its split and identical files always land in the same split."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
     bucket = int.from_bytes(digest[:8], "big") % total_buckets
     return EVAL_SPLIT if bucket < eval_buckets else TRAIN_SPLIT
 
 
 def check_image(data: bytes, limits: Limits) -> CheckedImage:
-    """Decodes the file fully (a truncated file fails here, not in training) and returns JPEG/PNG bytes."""
+    """Decodes the file fully (a truncated file fails here, not in training) and returns JPEG/PNG bytes of
+    an 8-bit RGB or grayscale image with its metadata.
+
+    JPEG/PNG files that are already 8-bit RGB or grayscale and upright pass through byte for byte. All
+    else is re-encoded as PNG (lossless) after these steps, done here and not in Transform because the
+    in-graph decoder cannot do them, or does them in a way that changes what the image shows:
+    EXIF orientation applied; first frame of an animation; palette expanded; CMYK converted to RGB;
+    alpha composited onto white; 16-bit samples scaled to 8 bits.
+    """
     if not data:
         raise RejectedImage("empty_file", "the file has no bytes")
     if len(data) > limits.max_bytes:
@@ -114,18 +176,73 @@ def check_image(data: bytes, limits: Limits) -> CheckedImage:
             if width * height > limits.max_pixels:
                 raise RejectedImage("too_many_pixels", f"{width}x{height} > limit {limits.max_pixels} pixels")
             source_format = image.format or "UNKNOWN"
-            image.load()
-            encoded = data if source_format in PASSTHROUGH_FORMATS else _encode_png(image)
+            channels = len(image.getbands())
+            image.load()  # The first frame of an animation.
+            normalized, steps = _normalize(image, source_format, _png_bit_depth(data))
+            encoded = data if not steps else _encode_png(normalized)
+            width, height = normalized.size
     except RejectedImage:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError as error:
+        raise RejectedImage("not_an_image", f"no image format recognized: {error}") from error
+    except Image.DecompressionBombError as error:
+        raise RejectedImage("too_many_pixels", str(error)) from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise RejectedImage("undecodable", f"{type(error).__name__}: {error}") from error
-    return CheckedImage(encoded=encoded, source_format=source_format, width=width, height=height)
+    return CheckedImage(encoded=encoded, source_format=source_format, width=width, height=height,
+                        channels=channels, byte_size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                        normalizations=tuple(steps))
+
+
+def _png_bit_depth(data: bytes) -> Optional[int]:
+    # IHDR is always the first chunk: 8-byte signature, 8-byte chunk header, width, height, bit depth.
+    return data[24] if data.startswith(_PNG_SIGNATURE) and len(data) > 24 else None
+
+
+def _normalize(image: Image.Image, source_format: str, png_bit_depth: Optional[int]
+               ) -> Tuple[Image.Image, List[str]]:
+    """The image as 8-bit RGB (or untouched grayscale), and the names of the steps that changed it."""
+    steps: List[str] = []
+    if getattr(image, "n_frames", 1) > 1:
+        steps.append("first_frame_of_animation")
+    if image.getexif().get(_EXIF_ORIENTATION_TAG, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+        steps.append("exif_orientation")
+    if png_bit_depth == 16 or image.mode.startswith("I"):
+        image = _scale_16_bit_to_8_bit(image)
+        steps.append("16_bit_to_8_bit")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        steps.append("palette_to_rgb")
+    if image.mode == "CMYK":
+        image = image.convert("RGB")
+        steps.append("cmyk_to_rgb")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = _composite_on_white(image)
+        steps.append("alpha_composited_on_white")
+    if image.mode not in PASSTHROUGH_MODES:
+        steps.append(f"{image.mode.lower()}_to_rgb")
+        image = image.convert("RGB")
+    if source_format not in PASSTHROUGH_FORMATS:
+        steps.append(f"{source_format.lower()}_to_png")
+    return image, steps
+
+
+def _scale_16_bit_to_8_bit(image: Image.Image) -> Image.Image:
+    """Pillow's own conversion of 16-bit grayscale clips at 255; this scales 0..65535 onto 0..255."""
+    if not image.mode.startswith("I"):
+        return image  # 16-bit RGB(A) PNGs are already read as 8-bit by Pillow (high byte).
+    samples = np.asarray(image, dtype=np.uint32)
+    return Image.fromarray(((samples * 255 + 32767) // 65535).clip(0, 255).astype(np.uint8), mode="L")
+
+
+def _composite_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _ALPHA_BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def _encode_png(image: Image.Image) -> bytes:
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
-        image = image.convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -135,12 +252,21 @@ def make_example(checked: CheckedImage, label: str, source_uri: str) -> tf.train
     def _bytes(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
+    def _int(value: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
     return tf.train.Example(
         features=tf.train.Features(
             feature={
                 features.IMAGE_KEY: _bytes(checked.encoded),
                 features.LABEL_KEY: _bytes(label.encode("utf-8")),
                 features.SOURCE_URI_KEY: _bytes(source_uri.encode("utf-8")),
+                features.FORMAT_KEY: _bytes(checked.source_format.encode("ascii")),
+                features.HEIGHT_KEY: _int(checked.height),
+                features.WIDTH_KEY: _int(checked.width),
+                features.CHANNELS_KEY: _int(checked.channels),
+                features.BYTE_SIZE_KEY: _int(checked.byte_size),
+                features.SHA256_KEY: _bytes(checked.sha256.encode("ascii")),
             }
         )
     )
