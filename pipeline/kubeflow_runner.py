@@ -65,6 +65,7 @@ DEFAULT_RESOURCES: Mapping[str, TaskResources] = {
     "StatisticsGen": TaskResources(cpu=2, memory_gb=8),
     "ImportSchemaGen": TaskResources(cpu=0.5, memory_gb=1),
     "ExampleValidator": TaskResources(cpu=1, memory_gb=2),
+    "DataValidationGate": TaskResources(cpu=1, memory_gb=2),
     "Transform": TaskResources(cpu=4, memory_gb=16),
     "Trainer": TaskResources(cpu=8, memory_gb=32),
     LATEST_PUSHED_MODEL_ID: TaskResources(cpu=0.5, memory_gb=1),

@@ -108,8 +108,14 @@ def summarize_last_run(layout: WorkdirLayout) -> Dict:
             "quarantined": _custom(examples, "quarantined"),
             "ignored": _custom(examples, "ignored"),
             "per_class_and_split": json.loads(_custom(examples, "examples_per_class_and_split") or "{}"),
+            "quarantined_by_reason": json.loads(_custom(examples, "quarantined_by_reason") or "{}"),
+            "duplicate_groups": _custom(examples, "duplicate_groups"),
+            "quarantine_manifest": _custom(examples, "quarantine_manifest"),
             "report": os.path.join(examples.uri, ingestion_executor.REPORT_FILE_NAME),
         }
+    validation = newest.get("imagepipe.DataValidationResult")
+    if validation is not None:
+        summary["data_validation_warnings"] = json.loads(_custom(validation, "warnings") or "[]")
     model = newest.get("Model")
     if model is not None:
         summary["model"] = model.uri
@@ -169,6 +175,12 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
     if examples:
         lines.append(f"Ingested {examples['examples_written']} examples from {examples['files_read']} files "
                      f"({examples['quarantined']} quarantined, {examples['ignored']} ignored; see {examples['report']})")
+        if examples.get("quarantined_by_reason"):
+            lines.append("Quarantined by reason: " + ", ".join(
+                f"{reason}={count}" for reason, count in sorted(examples["quarantined_by_reason"].items()))
+                + f" (manifest: {examples.get('quarantine_manifest')})")
+    for warning in summary.get("data_validation_warnings", []):
+        lines.append(f"Data validation warning: {warning}")
     if "metrics" in summary:
         lines.append("Evaluation (eval split): " + ", ".join(f"{k}={v}" for k, v in sorted(summary["metrics"].items())))
     if summary.get("pushed"):

@@ -6,6 +6,7 @@ image it uses; this module only wires components.
 import os
 from typing import List, Optional
 
+import tensorflow_data_validation as tfdv
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
@@ -13,6 +14,8 @@ from components.baseline.component import LatestPushedModel
 from components.baseline.executor import BASELINE_MODEL_KEY
 from components.evaluation.eval_config import build_eval_config
 from components.ingestion.component import ImageExampleGen
+from components.validation.component import DataValidationGate
+from components.validation.previous_statistics import RecentStatisticsStrategy
 from components.trainer.run import TRAINING_CONFIG_KEY
 from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_RESOLVER, PipelineConfig, components_fingerprint
 
@@ -23,6 +26,7 @@ PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
 LATEST_PUSHED_MODEL_ID = "latest_pushed_model"
+PREVIOUS_STATISTICS_ID = "previous_statistics_resolver"
 BASELINE_OUTPUT_KEYS = {BASELINE_RESOLVER: "model", BASELINE_LATEST_PUSHED: BASELINE_MODEL_KEY}
 
 
@@ -40,11 +44,26 @@ def create_baseline(config: PipelineConfig, candidate_model: tfx.dsl.Channel):
 
 def create_components(config: PipelineConfig) -> List:
     code_version = components_fingerprint()
-    example_gen = ImageExampleGen(input_base=config.data_root, eval_percent=config.eval_percent)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    example_gen = ImageExampleGen(input_base=config.data_root, eval_percent=config.eval_percent,
+                                  span_folder=config.span_folder)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(config.schema_dir, SCHEMA_FILE_NAME))
+    # Semantic-domain statistics add TFDV's image statistics (format histogram, largest size) to image_bytes.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    # Statistics of earlier runs: the gate compares the newest one of an earlier span (drift).
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=RecentStatisticsStrategy,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+    ).with_id(PREVIOUS_STATISTICS_ID) if config.drift_check else None
+    # ExampleValidator records anomalies; the gate fails the run on them.
+    validation_gate = DataValidationGate(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        examples=example_gen.outputs["examples"], settings=config.validation,
+        previous_statistics=previous_statistics.outputs["statistics"] if previous_statistics else None)
+    validation_gate.add_upstream_node(example_validator)  # Its anomalies artifact is recorded even on failure.
     # Not materialized: the graph runs inside training's input pipeline and inside the exported model,
     # so nobody stores a float copy of every image. Analysis only builds the label vocabulary.
     transform = tfx.components.Transform(
@@ -56,7 +75,7 @@ def create_components(config: PipelineConfig) -> List:
         custom_config={"image_size": config.training.image_size, "code_version": code_version},
     )
     # Nothing is analyzed or trained before the data has been validated.
-    transform.add_upstream_node(example_validator)
+    transform.add_upstream_node(validation_gate)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
@@ -80,8 +99,10 @@ def create_components(config: PipelineConfig) -> List:
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
     )
-    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline,
-            evaluator, pusher]
+    data_validation = [statistics_gen, schema_gen, example_validator, validation_gate]
+    if previous_statistics is not None:
+        data_validation.append(previous_statistics)
+    return [example_gen, *data_validation, transform, trainer, baseline, evaluator, pusher]
 
 
 def create_pipeline(config: PipelineConfig,

@@ -70,7 +70,10 @@ def transform_output_dir(tmp_path_factory) -> str:
     labels = ["red apple"] * 3 + ["grün"] * 2 + ["blue sky"]
     instances = [
         {features.IMAGE_KEY: [encode(noisy_color(COLORS[label], rng), "PNG")],
-         features.LABEL_KEY: [label.encode()], features.SOURCE_URI_KEY: [f"/images/{i}.png".encode()]}
+         features.LABEL_KEY: [label.encode()], features.SOURCE_URI_KEY: [f"/images/{i}.png".encode()],
+         # The metadata ingestion writes beside the image (the schema requires it; Transform ignores it).
+         features.FORMAT_KEY: [b"PNG"], features.HEIGHT_KEY: [40], features.WIDTH_KEY: [40],
+         features.CHANNELS_KEY: [3], features.BYTE_SIZE_KEY: [1000], features.SHA256_KEY: [b"0" * 64]}
         for i, label in enumerate(labels)
     ]
     output_dir = str(tmp_path_factory.mktemp("transform_output"))

@@ -8,8 +8,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from pipeline import kubeflow_client, kubeflow_runner
 from pipeline.cli import main
 
-EXPECTED_TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-                  "Trainer", "Evaluator", "Pusher"}
+EXPECTED_TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataValidationGate",
+                  "Transform", "Trainer", "Evaluator", "Pusher"}
 IMAGE = "registry.example/imagepipe:test"
 COMPILE_ARGS = ["--data", "gs://bucket/images", "--pipeline-root", "gs://bucket/root",
                 "--serving-dir", "gs://bucket/serving", "--image", IMAGE, "--weights", "none"]
@@ -66,6 +66,10 @@ def test_task_graph_gates_the_push_on_the_evaluation(job):
     assert tasks["latest_pushed_model"].inputs.artifacts["candidate_model"].task_output_artifact.producer_task == \
         "Trainer"
     assert set(tasks["ExampleValidator"].dependent_tasks) == {"StatisticsGen", "ImportSchemaGen"}
+    # Nothing is analyzed before the gate passed; without a Resolver (KFP OSS) there is no drift baseline.
+    assert "DataValidationGate" in tasks["Transform"].dependent_tasks
+    assert set(tasks["DataValidationGate"].dependent_tasks) == {
+        "StatisticsGen", "ImportSchemaGen", "ImageExampleGen", "ExampleValidator"}
     assert {"ImageExampleGen", "Transform"} <= set(tasks["Trainer"].dependent_tasks)
 
 

@@ -1,0 +1,90 @@
+"""The real pipeline (LocalDagRunner) stops at the validation gate, before Transform, naming each anomaly."""
+import ml_metadata as mlmd
+import numpy as np
+import pytest
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import v1 as tfx
+from tfx.utils import io_utils
+
+from components.validation import gate, schema_file
+from pipeline.config import PipelineConfig
+from pipeline.local_runner import LOCAL_BEAM_ARGS, WorkdirLayout, metadata_config
+from pipeline.pipeline import create_pipeline
+from tests.conftest import COLORS, encode, noisy_color, write_color_tree
+from tests.test_validation_gate import SCHEMA_DIR
+
+
+def _schema_with_classes_and_a_camera_feature(schema_dir) -> str:
+    """The committed schema, pinned to the test tree's classes and requiring a feature ingestion never writes."""
+    schema = gate.with_label_domain(schema_file.read_schema(SCHEMA_DIR), list(COLORS))
+    camera = schema.feature.add(name="camera_id", type=schema_pb2.INT)
+    camera.presence.min_fraction = 1.0
+    io_utils.write_pbtxt_file(str(schema_dir / schema_file.SCHEMA_FILE_NAME), schema)
+    return str(schema_dir)
+
+
+def _executions_by_node(layout: WorkdirLayout):
+    store = mlmd.MetadataStore(metadata_config(layout))
+    states = {}
+    for context in store.get_contexts_by_type("node"):
+        for execution in store.get_executions_by_context(context.id):
+            states[context.name.split(".")[-1]] = mlmd.proto.Execution.State.Name(execution.last_known_state)
+    return states
+
+
+@pytest.mark.slow
+def test_unknown_label_and_missing_feature_stop_the_run_before_transform(tmp_path):
+    tree = write_color_tree(tmp_path / "images", per_class=12)
+    rng = np.random.default_rng(5)
+    (tree / "purple").mkdir()
+    for index in range(12):  # A class folder the schema does not know.
+        (tree / "purple" / f"p{index}.png").write_bytes(encode(noisy_color((150, 0, 150), rng), "PNG"))
+    (tmp_path / "schema").mkdir()
+    layout = WorkdirLayout(str(tmp_path / "work"))
+    config = PipelineConfig(
+        pipeline_name="gate-test", pipeline_root=layout.pipeline_root, data_root=str(tree),
+        serving_dir=layout.serving_dir, schema_dir=_schema_with_classes_and_a_camera_feature(tmp_path / "schema"),
+        beam_pipeline_args=LOCAL_BEAM_ARGS, validation=gate.GateSettings(min_examples_per_class=5))
+
+    with pytest.raises(Exception) as failure:
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
+    message = str(failure.value)
+    assert "unknown_label" in message and "purple" in message
+    assert "missing_feature" in message and "camera_id" in message
+    states = _executions_by_node(layout)
+    assert states["ImageExampleGen"] == "COMPLETE" and states["ExampleValidator"] == "COMPLETE"
+    assert states["previous_statistics_resolver"] == "COMPLETE"  # Nothing earlier: no drift check, no error.
+    assert states["DataValidationGate"] == "FAILED"
+    assert "Transform" not in states and "Trainer" not in states
+
+
+def _write_span(root, counts, seed):
+    rng = np.random.default_rng(seed)
+    for name, count in counts.items():
+        (root / name).mkdir(parents=True)
+        for index in range(count):
+            (root / name / f"{index}.png").write_bytes(encode(noisy_color(COLORS[name], rng), "PNG"))
+
+
+@pytest.mark.slow
+def test_label_drift_between_spans_is_named_by_the_gate(tmp_path):
+    # Both runs stop at the gate (a required feature no image has), so no model is trained; the first
+    # run's statistics are still recorded and become the second run's drift baseline.
+    (tmp_path / "schema").mkdir()
+    schema_dir = _schema_with_classes_and_a_camera_feature(tmp_path / "schema")
+    layout = WorkdirLayout(str(tmp_path / "work"))
+    config = PipelineConfig(
+        pipeline_name="drift-test", pipeline_root=layout.pipeline_root, data_root=str(tmp_path / "images"),
+        serving_dir=layout.serving_dir, schema_dir=schema_dir, beam_pipeline_args=LOCAL_BEAM_ARGS,
+        span_folder="span-{SPAN}", validation=gate.GateSettings(min_examples_per_class=3))
+    names = list(COLORS)
+    _write_span(tmp_path / "images" / "span-1", dict.fromkeys(names, 12), seed=1)
+    with pytest.raises(Exception) as first:
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
+    assert "- missing_feature:" in str(first.value) and "- drift:" not in str(first.value)
+
+    _write_span(tmp_path / "images" / "span-2", {names[0]: 36, names[1]: 6, names[2]: 6}, seed=2)
+    with pytest.raises(Exception) as second:
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
+    message = str(second.value)
+    assert "drift: feature 'label', split 'train'" in message and "Linfty" in message
