@@ -29,3 +29,12 @@ TOP_K_SCORES_KEY = "top_k_scores"
 SERVING_SIGNATURE = "serving_default"  # Batch of encoded image bytes in, named classes out.
 TF_EXAMPLE_SIGNATURE = "serving_tf_example"  # Serialized tf.Example in (what TFMA and InfraValidator send).
 TRANSFORM_SIGNATURE = "transform_features"  # Serialized tf.Example in, transformed features out (labels for TFMA).
+
+# Files the export writes beside the SavedModel. TF Serving reads assets.extra/ for warmup and ignores
+# the rest of it, so the model's own description travels with every pushed version.
+ASSETS_EXTRA_DIR = "assets.extra"
+WARMUP_FILE_NAME = "tf_serving_warmup_requests"
+MODEL_INFO_FILE_NAME = "model_info.json"  # Class names, input limits, training settings.
+TFLITE_DIR = "tflite"  # TFLite exports and their evaluation, beside the SavedModel in its version folder.
+TFLITE_EVALUATION_FILE_NAME = "tflite_evaluation.json"
+MODEL_CARD_FILE_NAME = "model_card.md"

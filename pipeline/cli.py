@@ -64,6 +64,11 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingCon
                             help="absolute accuracy a model needs on the eval split to be blessed")
     evaluation.add_argument("--max-accuracy-drop", type=float, default=EvaluationConfig.max_accuracy_drop,
                             help="largest accuracy drop tolerated against the last blessed model")
+    evaluation.add_argument("--min-class-recall", type=float, default=EvaluationConfig.min_class_recall,
+                            help="recall every class needs on the eval split (one collapsed class blocks blessing)")
+    evaluation.add_argument("--max-tflite-accuracy-drop", type=float,
+                            default=EvaluationConfig.max_tflite_accuracy_drop,
+                            help="a TFLite export ships only within this accuracy of the SavedModel")
     parser.add_argument("--eval-percent", type=int, default=20, help="share of files in the eval split")
     _add_data_options(parser)
     parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
@@ -107,7 +112,9 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
         serving_dir=serving_dir,
         eval_percent=args.eval_percent,
         training=_training_config(args),
-        evaluation=EvaluationConfig(min_accuracy=args.min_accuracy, max_accuracy_drop=args.max_accuracy_drop),
+        evaluation=EvaluationConfig(min_accuracy=args.min_accuracy, max_accuracy_drop=args.max_accuracy_drop,
+                                    min_class_recall=args.min_class_recall,
+                                    max_tflite_accuracy_drop=args.max_tflite_accuracy_drop),
         beam_pipeline_args=tuple(beam_args),
         enable_cache=not args.no_cache,
         validation=_gate_settings(args),
@@ -144,6 +151,11 @@ def _run_locally(args: argparse.Namespace, data_root: str) -> int:
     except (ValueError, WeightsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not args.span_folder:  # One eval slice per class folder: a class missing from the eval split blocks.
+        from components.ingestion.image_tree import class_names_of_tree
+
+        config = dataclasses.replace(config, evaluation=dataclasses.replace(
+            config.evaluation, class_names=tuple(class_names_of_tree(config.data_root))))
     try:
         summary = local_runner.run_local(config, layout)
     except Exception as error:  # Reported with its cause; the traceback is in the log above.
@@ -184,22 +196,57 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictor(args: argparse.Namespace):
+    """(what is asked, its Predictor): a local model directory, or TF Serving over REST or gRPC."""
+    from pipeline import predict, serving_client
+
+    if args.rest:
+        return (serving_client.rest_url(args.rest, args.model_name, args.model_version),
+                serving_client.rest_predictor(args.rest, args.model_name, args.model_version))
+    if args.grpc:
+        return (f"grpc://{args.grpc}/{args.model_name}",
+                serving_client.grpc_predictor(args.grpc, args.model_name, args.model_version))
+    version_dir = predict.resolve_version_dir(args.model)
+    return version_dir, serving_client.local_predictor(version_dir)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline import predict
 
     try:
-        version_dir = predict.resolve_version_dir(args.model)
-        results = predict.predict_files(version_dir, args.images, args.top_k)
+        model, predictor = _predictor(args)
+        results = predict.predict_with(predictor, args.images, args.top_k)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"model": version_dir, "predictions": results}, indent=2, ensure_ascii=False))
+        print(json.dumps({"model": model, "predictions": results}, indent=2, ensure_ascii=False))
     else:
-        print(f"Model: {version_dir}")
+        print(f"Model: {model}")
         for result in results:
+            if "error" in result:
+                print(f"{result['image']}: ERROR {result['error']}")
+                continue
             ranked = ", ".join(f"{name} {score:.3f}" for name, score in zip(result["classes"], result["scores"]))
             print(f"{result['image']}: {ranked}")
+    return 1 if any("error" in result for result in results) else 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from pipeline import rollback
+
+    config_path = args.config_file or rollback.default_config_path(args.serving_dir)
+    try:
+        if args.unpin:
+            rollback.unpin(args.serving_dir, args.model_name, config_path, args.base_path)
+            print(f"{config_path}: {args.model_name} serves its newest version again")
+        else:
+            rollback.pin_version(args.serving_dir, args.version, args.model_name, config_path, args.base_path)
+            print(f"{config_path}: {args.model_name} pinned to version {args.version} "
+                  "(TF Serving picks it up at its next --model_config_file poll)")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -267,13 +314,28 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR), help="schema to start from")
     schema.set_defaults(handler=cmd_schema)
 
-    predict = commands.add_parser("predict", help="classify image files with a pushed model")
-    predict.add_argument("--model", required=True,
-                         help="a pushed model version directory, or a serving directory (highest version used)")
+    predict = commands.add_parser("predict", help="classify image files with a pushed model or TF Serving")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a pushed model version directory, or a serving directory (highest version)")
+    source.add_argument("--rest", metavar="URL", help="TF Serving's REST API, e.g. http://localhost:8501")
+    source.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving's gRPC API, e.g. localhost:8500")
+    predict.add_argument("--model-name", default=DEFAULT_PIPELINE_NAME, help="served model name (REST/gRPC)")
+    predict.add_argument("--model-version", type=int, default=None, help="served version (default: TF Serving's)")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.add_argument("images", nargs="+")
     predict.set_defaults(handler=cmd_predict)
+
+    rollback = commands.add_parser("rollback", help="pin TF Serving to a previous pushed version (model config)")
+    rollback.add_argument("--serving-dir", required=True, help="the Pusher's serving directory")
+    pin = rollback.add_mutually_exclusive_group(required=True)
+    pin.add_argument("--version", type=int, help="the version to serve")
+    pin.add_argument("--unpin", action="store_true", help="serve the newest version again")
+    rollback.add_argument("--model-name", default=DEFAULT_PIPELINE_NAME)
+    rollback.add_argument("--config-file", default=None,
+                          help="model config TF Serving reads (--model_config_file); default <serving-dir>/models.config")
+    rollback.add_argument("--base-path", default="", help="the serving dir as TF Serving sees it (default: same)")
+    rollback.set_defaults(handler=cmd_rollback)
 
     compile_ = commands.add_parser("compile", help="write the Kubeflow Pipelines (v2) pipeline JSON")
     compile_.add_argument("--output", required=True)

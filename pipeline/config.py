@@ -21,17 +21,29 @@ BASELINE_SOURCES = (BASELINE_RESOLVER, BASELINE_LATEST_PUSHED)
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
-    """Blessing thresholds: an absolute floor and a no-regression tolerance against the last blessed model."""
+    """Blessing thresholds (None switches one off; at least one must stay, see eval_config.validate):
+    absolute floors on accuracy and on every class's recall, and a no-regression tolerance against the
+    last blessed model."""
 
-    min_accuracy: float = 0.6
+    min_accuracy: Optional[float] = 0.6
     # A candidate is refused when its accuracy is below the baseline's by more than this (absolute).
-    max_accuracy_drop: float = 0.01
+    max_accuracy_drop: Optional[float] = 0.01
+    # Every class's recall must reach this, so one collapsed class blocks promotion.
+    min_class_recall: Optional[float] = 0.5
+    # Class folder names: each gets its own slice, and a class missing from the eval split blocks
+    # blessing. Empty: a slice per label value that occurs (a missing class then goes unnoticed).
+    class_names: Tuple[str, ...] = ()
+    top_k: int = 3  # For top-k accuracy.
+    # A TFLite export ships with a version only if its eval accuracy is at most this below the SavedModel's.
+    max_tflite_accuracy_drop: float = 0.02
 
     def __post_init__(self):
-        if not 0 <= self.min_accuracy <= 1:
-            raise ValueError(f"min_accuracy must be in [0, 1], got {self.min_accuracy}.")
-        if self.max_accuracy_drop < 0:
-            raise ValueError(f"max_accuracy_drop must be >= 0, got {self.max_accuracy_drop}.")
+        for name in ("min_accuracy", "max_accuracy_drop", "min_class_recall", "max_tflite_accuracy_drop"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1] (or None to switch it off), got {value}.")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be positive, got {self.top_k}.")
 
 
 @dataclasses.dataclass(frozen=True)

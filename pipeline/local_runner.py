@@ -127,12 +127,25 @@ def summarize_last_run(layout: WorkdirLayout) -> Dict:
     if blessing is not None:
         summary["blessed"] = bool(_custom(blessing, "blessed"))
         summary["baseline_model"] = _custom(blessing, "baseline_model")
+        summary.update(read_blessing_report(blessing.uri))
     pushed = newest.get("PushedModel")
     if pushed is not None:
         summary["pushed"] = bool(_custom(pushed, "pushed"))
         summary["pushed_destination"] = _custom(pushed, "pushed_destination")
         summary["pushed_version"] = _custom(pushed, "pushed_version")
     return summary
+
+
+def read_blessing_report(blessing_uri: str) -> Dict:
+    """The Evaluator's blessing report (components/evaluation/report.py): why, per class, calibration."""
+    from components.evaluation import report as report_lib
+
+    report = report_lib.read_report(blessing_uri)
+    if report is None:
+        return {}
+    return {"failed_thresholds": report["reasons"], "per_class": report["per_class"],
+            "expected_calibration_error": report["expected_calibration_error"],
+            "blessing_report": os.path.join(blessing_uri, report_lib.REPORT_FILE_NAME)}
 
 
 def read_overall_metrics(evaluation_uri: str) -> Dict[str, float]:
@@ -183,8 +196,13 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
         lines.append(f"Data validation warning: {warning}")
     if "metrics" in summary:
         lines.append("Evaluation (eval split): " + ", ".join(f"{k}={v}" for k, v in sorted(summary["metrics"].items())))
+    if summary.get("per_class"):
+        lines.append("Per class (eval split): " + "; ".join(
+            f"{name}: precision {values['precision']}, recall {values['recall']}"
+            for name, values in summary["per_class"].items()))
     if summary.get("pushed"):
-        lines.append(f"Blessed and pushed: {summary['pushed_destination']}")
+        lines.append(f"Blessed and pushed: {summary['pushed_destination']} (version {summary['pushed_version']}, "
+                     "model card and TFLite beside it)")
     elif "blessed" in summary:
         if summary["blessed"]:
             lines.append("Nothing pushed although the model was blessed: see the Pusher's log above.")

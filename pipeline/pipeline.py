@@ -12,8 +12,10 @@ from tfx import v1 as tfx
 
 from components.baseline.component import LatestPushedModel
 from components.baseline.executor import BASELINE_MODEL_KEY
+from components.evaluation.component import GatedEvaluator
 from components.evaluation.eval_config import build_eval_config
 from components.ingestion.component import ImageExampleGen
+from components.pusher.component import TFLITE_TOLERANCE_KEY, VersionedPusher
 from components.validation.component import DataValidationGate
 from components.validation.previous_statistics import RecentStatisticsStrategy
 from components.trainer.run import TRAINING_CONFIG_KEY
@@ -86,19 +88,24 @@ def create_components(config: PipelineConfig) -> List:
         custom_config={TRAINING_CONFIG_KEY: config.training.to_json_dict(), "code_version": code_version},
     )
     baseline = create_baseline(config, trainer.outputs["model"])
-    evaluator = tfx.components.Evaluator(
+    evaluation = config.evaluation
+    # TFX's Evaluator and Pusher with our executors (a blessing report; atomic integer versions), kept
+    # under their usual ids.
+    evaluator = GatedEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs[BASELINE_OUTPUT_KEYS[config.baseline]],
         example_splits=["eval"],
-        eval_config=build_eval_config(config.evaluation.min_accuracy, config.evaluation.max_accuracy_drop),
-    )
-    pusher = tfx.components.Pusher(
+        eval_config=build_eval_config(evaluation.min_accuracy, evaluation.max_accuracy_drop,
+                                      evaluation.min_class_recall, evaluation.class_names, evaluation.top_k),
+    ).with_id("Evaluator")
+    pusher = VersionedPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
-    )
+        custom_config={TFLITE_TOLERANCE_KEY: evaluation.max_tflite_accuracy_drop},
+    ).with_id("Pusher")
     data_validation = [statistics_gen, schema_gen, example_validator, validation_gate]
     if previous_statistics is not None:
         data_validation.append(previous_statistics)
