@@ -18,8 +18,9 @@ from pipeline.config import EvaluationConfig, PipelineConfig
 from pipeline.local_runner import LOCAL_BEAM_ARGS, WorkdirLayout, run_local
 from tests.conftest import COLORS, encode, noisy_color, write_color_tree
 
-COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataValidationGate",
+              "previous_statistics_resolver", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+              "Pusher"}
 
 
 @pytest.mark.slow
