@@ -1,5 +1,6 @@
 """Shared set-up of the benchmarks: the demo tree, its split, and the real ingestion and Transform outputs."""
 import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -33,22 +34,29 @@ def demo_tree() -> Path:
 
 
 def split_trees(root: Path, eval_percent: int = 20) -> Tuple[Path, Path]:
-    """train/ and eval/ trees of symlinks, split exactly as ImageExampleGen splits (hash of relative path),
+    """train/ and eval/ trees of symlinks, split exactly as ImageExampleGen splits (a hash of each file's
+    content) and without the files it drops (later copies of the same content; content under two labels),
     so the seed recipe's flow_from_directory and our Trainer see the same examples."""
     target = DATA_DIR / f"{root.name}-split{eval_percent}"
     train_dir, eval_dir = target / "train", target / "eval"
     if (target / ".complete").exists():
         return train_dir, eval_dir
+    first_by_hash: Dict[str, Tuple[str, str]] = {}
+    labels_by_hash: Dict[str, set] = {}
     for class_name in image_tree.list_class_names(str(root)):
-        for path, is_image in image_tree.walk_class_folder(str(root), class_name):
-            if not is_image:
-                continue
-            relative = os.path.relpath(path, root)
-            split = image_tree.assign_split(relative, eval_percent, 100)
-            link = (train_dir if split == image_tree.TRAIN_SPLIT else eval_dir) / relative
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                link.symlink_to(path)
+        for path, is_image in sorted(image_tree.walk_class_folder(str(root), class_name)):
+            if is_image:
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                first_by_hash.setdefault(digest, (class_name, path))
+                labels_by_hash.setdefault(digest, set()).add(class_name)
+    for digest, (class_name, path) in first_by_hash.items():
+        if len(labels_by_hash[digest]) > 1:
+            continue
+        split = image_tree.assign_split(digest, eval_percent, 100)
+        link = (train_dir if split == image_tree.TRAIN_SPLIT else eval_dir) / os.path.relpath(path, root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(path)
     (target / ".complete").write_text("")
     return train_dir, eval_dir
 
