@@ -6,20 +6,20 @@ from typing import Dict, List
 import tensorflow as tf
 
 from components import features
+from components.baseline.latest_pushed import latest_version_dir
 from pipeline.serving_client import PredictionError, Predictor, local_predictor
 
 
 def resolve_version_dir(model_dir: str) -> str:
-    """A version directory as given, or the highest numeric version under a serving directory."""
+    """A version directory as given, or the highest complete numeric version under a serving directory."""
     if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         return model_dir
     if not tf.io.gfile.isdir(model_dir):
         raise FileNotFoundError(f"No model at {model_dir!r}.")
-    versions = [entry.rstrip("/") for entry in tf.io.gfile.listdir(model_dir) if entry.rstrip("/").isdigit()]
-    complete = [v for v in versions if tf.io.gfile.exists(os.path.join(model_dir, v, "saved_model.pb"))]
-    if not complete:
+    version_dir = latest_version_dir(model_dir)
+    if version_dir is None:
         raise FileNotFoundError(f"{model_dir!r} holds no saved_model.pb and no numbered model versions.")
-    return os.path.join(model_dir, max(complete, key=int))
+    return version_dir
 
 
 def predict_with(predictor: Predictor, image_paths: List[str], top_k: int) -> List[Dict]:

