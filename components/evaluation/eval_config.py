@@ -17,6 +17,7 @@ Thresholds (all absolute values in [0, 1]):
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import wrappers_pb2
 
 from components import features
 
@@ -109,6 +110,10 @@ def build_eval_config(min_accuracy: Optional[float], max_accuracy_drop: Optional
                 ],
             ),
         ] + _calibration_specs(len(class_names)),
+        # Only the metrics above. TFMA otherwise adds the Keras model's compiled loss and metrics when it can
+        # load the SavedModel with tf.keras, which is Keras 2 or 3 depending on import order in TF 2.16: in
+        # one process it scored one-hot-trained compiled losses against sparse labels and failed the run.
+        options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
     )
     validate(eval_config)
     return eval_config
