@@ -23,6 +23,10 @@ from components.pusher import model_card, push
 TFLITE_TOLERANCE_KEY = "max_tflite_accuracy_drop"
 DEFAULT_TFLITE_TOLERANCE = 0.02
 METHOD_PROPERTY = "push_method"
+# On the PushedModel: the pushed model's content hash (push.model_fingerprint), and 1 when an earlier run had
+# already pushed the same model as the newest version (pushed_version/pushed_destination then name that one).
+FINGERPRINT_PROPERTY = "model_fingerprint"
+ALREADY_PUSHED_PROPERTY = "already_pushed"
 
 
 def _read_json(path: str) -> Optional[Dict]:
@@ -78,9 +82,16 @@ class Executor(pusher_executor.Executor):
         result = push_blessed_model(self.GetModelPath(input_dict), destination.filesystem.base_directory,
                                     report_lib.read_report(blessing.uri),
                                     float(custom_config.get(TFLITE_TOLERANCE_KEY, DEFAULT_TFLITE_TOLERANCE)))
+        # Already pushed or not, the model is served from this version: the artifact says pushed, and where.
         self._MarkPushed(model_push, pushed_destination=result.version_dir, pushed_version=str(result.version))
         model_push.set_string_custom_property(METHOD_PROPERTY, result.method)
-        logging.info("Model pushed as version %d to %s (%s).", result.version, result.version_dir, result.method)
+        model_push.set_string_custom_property(FINGERPRINT_PROPERTY, result.fingerprint)
+        model_push.set_int_custom_property(ALREADY_PUSHED_PROPERTY, int(result.already_pushed))
+        if result.already_pushed:
+            logging.info("Model already pushed as version %d (%s): not pushed again.", result.version,
+                         result.version_dir)
+        else:
+            logging.info("Model pushed as version %d to %s (%s).", result.version, result.version_dir, result.method)
 
 
 class VersionedPusher(pusher_component.Pusher):
