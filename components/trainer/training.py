@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from components.trainer import fault_injection
 from components.trainer import model as model_lib
 from components.trainer.data import class_weights_from_counts
 from components.trainer.hparams import TrainingConfig
@@ -79,7 +80,8 @@ class PhaseData:
 
 def _callbacks(phase: str, config: TrainingConfig, log_dir: Optional[str], checkpoint_dir: Optional[str],
                has_eval: bool, extra: Sequence[tf_keras.callbacks.Callback] = ()) -> List[tf_keras.callbacks.Callback]:
-    callbacks: List[tf_keras.callbacks.Callback] = list(extra)
+    # Test-only: empty unless IMAGEPIPE_FAULT_INJECT names this phase (see fault_injection.py).
+    callbacks: List[tf_keras.callbacks.Callback] = list(extra) + fault_injection.callbacks_for(phase)
     if log_dir:
         # One TensorBoard run per phase: the phase boundary is where one run ends and the next begins.
         callbacks.append(tf_keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, phase)))
