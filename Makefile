@@ -5,15 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench bench-trainer venv lint constraints clean
+.PHONY: demo test test-fast bench bench-trainer venv browser lint constraints clean
 
 demo: $(STAMP)  ## Install, build the offline demo data set and run the whole pipeline on it.
 	$(BIN)/imagepipe demo
 
-test: $(STAMP)  ## Install and run the test suite (slow tests included: this is what CI runs).
+test: $(STAMP) browser  ## Install and run the test suite (slow tests included: this is what CI runs).
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## Unit tests only: skips the end-to-end pipeline runs.
+test-fast: $(STAMP) browser  ## Unit tests only: skips the end-to-end pipeline runs.
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## Every benchmark, one after the other (about an hour on 2 cores); writes bench/RESULTS.md.
@@ -28,6 +28,18 @@ bench-trainer: $(STAMP)  ## Seed recipe vs. this Trainer, same data and epochs; 
 	$(BIN)/python bench/bench_trainer.py $(BENCH_ARGS)
 
 venv: $(STAMP)
+
+# The run report is checked in a real headless browser (tests/test_report_browser.py): Debian's chromium.
+# apt-get runs only when it is missing, and its package lists are fetched only if the install cannot proceed
+# without them (a fresh container has none).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "Installing Debian's chromium for the report's browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing and could not be installed (apt-get, as root)"; exit 1; }
 
 # The venv is rebuilt when the package's requirements or the pinned set change.
 $(STAMP): setup.py constraints.txt tools/find-python3.10

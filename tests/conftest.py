@@ -93,3 +93,12 @@ def transform_output_dir(tmp_path_factory) -> str:
     metadata = {features.FORMAT_KEY: [b"PNG"], features.HEIGHT_KEY: [40], features.WIDTH_KEY: [40],
                 features.CHANNELS_KEY: [3], features.BYTE_SIZE_KEY: [1000], features.SHA256_KEY: [b"0" * 64]}
     return analyze_color_examples(schema, str(tmp_path_factory.mktemp("transform_output")), metadata)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Names the test artifacts (screenshots of the run report), so they can be opened after the run."""
+    folder = Path(__file__).parent / "artifacts"
+    if folder.is_dir() and any(folder.iterdir()):
+        terminalreporter.write_line(f"Test artifacts (report screenshots): {folder}")
+        for path in sorted(folder.iterdir()):
+            terminalreporter.write_line(f"  {path}")
