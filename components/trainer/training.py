@@ -94,24 +94,46 @@ def _callbacks(phase: str, config: TrainingConfig, log_dir: Optional[str], check
     return callbacks
 
 
-def featurize(classifier: model_lib.Classifier, dataset: tf.data.Dataset, batch_size: int,
-              augmented_views: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-    """Pooled base features and labels of every example, plus `augmented_views` augmented copies.
+# Inference needs no gradients, so featurization runs larger batches than training (measured on 2 cores:
+# 8.5 ms/image at 32, 7.4 at 128).
+FEATURIZE_BATCH = 128
 
-    On one device a traced forward pass does it (Keras predict took twice as long per image here);
-    under a distribution strategy, predict spreads the batches over the replicas.
+
+class FeatureExtractor:
+    """The frozen base's pooled features of image batches, traced once for any batch size.
+
+    One trace serves the training and eval sets and the last, partial batch: each retrace of MobileNetV2
+    costs seconds. On one device a traced forward pass does the work (Keras predict took twice as long per
+    image here); under a distribution strategy, predict spreads the batches over the replicas.
     """
-    batches = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    if tf.distribute.has_strategy():
-        return _featurize_distributed(classifier, batches, augmented_views)
-    extract = tf.function(lambda images: classifier.features(images, training=False))
-    augment = tf.function(lambda images: classifier.augmentation(images, training=True))
-    feature_sets, label_sets = [], []
-    for view in range(1 + augmented_views):
-        for images, labels in batches:
-            feature_sets.append(extract(augment(images) if view else images).numpy())
-            label_sets.append(labels.numpy())
-    return np.concatenate(feature_sets), np.concatenate(label_sets)
+
+    def __init__(self, classifier: model_lib.Classifier):
+        self.classifier = classifier
+        spec = tf.TensorSpec([None, *classifier.features.input_shape[1:]], tf.float32)
+        self._extract = tf.function(lambda images: classifier.features(images, training=False),
+                                    input_signature=[spec])
+        self._augment = tf.function(lambda images: classifier.augmentation(images, training=True),
+                                    input_signature=[spec]) if classifier.augmentation is not None else None
+
+    def __call__(self, dataset: tf.data.Dataset, augmented_views: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+        """Features and labels of every (image, label) example, plus `augmented_views` augmented copies."""
+        if augmented_views and self._augment is None:
+            raise ValueError("augmented_views needs a classifier with augmentation layers")
+        batches = dataset.batch(FEATURIZE_BATCH).prefetch(tf.data.AUTOTUNE)
+        if tf.distribute.has_strategy():
+            return _featurize_distributed(self.classifier, batches, augmented_views)
+        feature_sets, label_sets = [], []
+        for view in range(1 + augmented_views):
+            for images, labels in batches:
+                feature_sets.append(self._extract(self._augment(images) if view else images).numpy())
+                label_sets.append(labels.numpy())
+        return np.concatenate(feature_sets), np.concatenate(label_sets)
+
+
+def featurize(classifier: model_lib.Classifier, dataset: tf.data.Dataset,
+              augmented_views: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Pooled base features and labels of every example, plus `augmented_views` augmented copies."""
+    return FeatureExtractor(classifier)(dataset, augmented_views)
 
 
 def _featurize_distributed(classifier: model_lib.Classifier, batches: tf.data.Dataset,
@@ -135,8 +157,9 @@ def train_phase1_on_cached_features(classifier: model_lib.Classifier, train: tf.
                                     class_weight: Optional[Dict], log_dir: Optional[str],
                                     checkpoint_dir: Optional[str], extra_callbacks=()) -> Dict:
     views = config.augmented_views if classifier.augmentation is not None else 0
-    train_x, train_y = featurize(classifier, train, config.batch_size, views)
-    validation = featurize(classifier, eval_, config.batch_size) if eval_ is not None else None
+    extract = FeatureExtractor(classifier)
+    train_x, train_y = extract(train, views)
+    validation = extract(eval_) if eval_ is not None else None
     logging.info("Phase 1: cached base features of %d training examples (%d augmented views)",
                  len(train_x), views)
     steps = math.ceil(len(train_x) / config.batch_size)
