@@ -9,6 +9,7 @@ from pipeline.report.store import sqlite_config
 
 CLASSES = ("red apple", "grün", "<b>blue</b> sky")  # Markup in a class name must come out escaped.
 
+_DRIFT = "drift: feature 'label', split 'train': L-infinity distance 0.31 > 0.2 [COMPARATOR_L_INFTY_HIGH]"
 _RUN_DATA = {
     "run": {"run_id": "2026-01-02T03:04:05.000001", "pipeline": "unit-test", "status": "COMPLETE",
             "started": "2026-01-02T03:04:05+00:00", "finished": "2026-01-02T03:09:05+00:00", "wall_seconds": 300.0},
@@ -33,13 +34,17 @@ _RUN_DATA = {
         "quarantine_manifest": "/runs/examples/1/quarantine.jsonl",
     },
     "validation": {
-        "tfdv_anomalies": {"train": [], "eval": [{"feature": "image_format", "type": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
+        "tfdv_anomalies": {"train": [], "eval": [{"feature": "image_format",
+                                                  "type": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
                                                   "description": "Unexpected string values: TIFF"}]},
         "gate_state": "COMPLETE",
-        "gate": {"passed": True, "errors": [], "drift_baseline": "/runs/statistics/0",
-                 "warnings": ["drift: feature 'label', split 'train': L-infinity distance 0.31 > 0.2 [COMPARATOR_L_INFTY_HIGH]"]},
+        "gate": {"passed": True, "errors": [], "drift_baseline": "/runs/statistics/0", "warnings": [_DRIFT]},
         "drift_baseline": "/runs/statistics/0",
-        "drift_findings": ["drift: feature 'label', split 'train': L-infinity distance 0.31 > 0.2 [COMPARATOR_L_INFTY_HIGH]"],
+        "drift_findings": [_DRIFT],
+        "drift_measurements": [
+            {"feature": "label", "measure": "L_INFTY", "value": 0.31, "threshold": 0.2, "exceeds": True},
+            {"feature": "image_height", "measure": "JENSEN_SHANNON_DIVERGENCE", "value": 0.02, "threshold": 0.3,
+             "exceeds": False}],
     },
     "training": {
         "tensorboard_logdir": "/runs/Trainer/model_run/7",
@@ -115,7 +120,7 @@ class StoreBuilder:
             type_name = "tfx." + type_name
         artifact = metadata_store_pb2.Artifact(type_id=self._type_id("artifact", type_name), uri=uri)
         for key, value in properties.items():
-            field = "int_value" if isinstance(value, int) else "double_value" if isinstance(value, float) else "string_value"
+            field = {int: "int_value", float: "double_value"}.get(type(value), "string_value")
             setattr(artifact.custom_properties[key], field, value)
         artifact.id = self.store.put_artifacts([artifact])[0]
         return artifact

@@ -195,3 +195,33 @@ def test_metadata_grpc_address_is_checked():
     assert grpc_config("localhost:8080").port == 8080
     with pytest.raises(ValueError, match="HOST:PORT"):
         grpc_config("localhost")
+
+
+def test_drift_distances_against_the_schemas_comparators():
+    """Real TFDV on statistics of two label distributions, with the committed schema's drift comparators."""
+    from pathlib import Path
+
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from pipeline.report import run_data
+
+    schema = text_format.Parse((Path(__file__).parent.parent / "schemas" / "schema.pbtxt").read_text(),
+                               schema_pb2.Schema())
+    previous = tfdv.generate_statistics_from_dataframe(pd.DataFrame({"label": ["cat"] * 50 + ["dog"] * 50}))
+    similar = tfdv.generate_statistics_from_dataframe(pd.DataFrame({"label": ["cat"] * 48 + ["dog"] * 52}))
+    shifted = tfdv.generate_statistics_from_dataframe(pd.DataFrame({"label": ["cat"] * 90 + ["dog"] * 10}))
+
+    [within] = run_data.drift_measurements(similar, previous, schema)
+    [beyond] = run_data.drift_measurements(shifted, previous, schema)
+    assert (within["feature"], within["measure"], within["threshold"]) == ("label", "L_INFTY", 0.2)
+    assert within["value"] == pytest.approx(0.02) and not within["exceeds"]
+    assert beyond["value"] == pytest.approx(0.4) and beyond["exceeds"]
+
+
+def test_page_tables_drift_distances_with_thresholds():
+    page = render(report_fixtures.run_data())
+    assert re.search(r"<td[^>]*>label</td><td[^>]*>L_INFTY</td><td[^>]*>0.31</td><td[^>]*>0.2</td>"
+                     r"<td[^>]*><span class=\"badge bad\">drift</span>", page)

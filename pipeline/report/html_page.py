@@ -87,6 +87,10 @@ def _section(section_id: str, body: str) -> str:
     return f'<section id="{section_id}"><h2>{_e(title)}</h2>{body}</section>'
 
 
+def _list(items: Iterable[str]) -> str:
+    return "<ul class='reasons'>" + "".join(f"<li>{_e(item)}</li>" for item in items) + "</ul>"
+
+
 def _missing(what: str) -> str:
     return f'<p class="muted">{_e(what)}</p>'
 
@@ -119,7 +123,8 @@ def dataset(data: Mapping, plots: Mapping[str, bytes]) -> str:
                                                         "leaks_prevented", "span")]], numeric=range(6))
     body = totals + '<div class="figures">' + _table(["class", *splits, "total"], rows,
                                                       numeric=range(1, len(splits) + 2))
-    body += _figure(plots.get("class_counts"), "examples per class and split", "Examples per class and split") + "</div>"
+    body += _figure(plots.get("class_counts"), "examples per class and split", "Examples per class and split")
+    body += "</div>"
     body += "<h3>Quarantined files by reason</h3>"
     if not section["quarantined_by_reason"]:
         body += _missing("No file was quarantined.")
@@ -143,7 +148,7 @@ def validation(data: Mapping) -> str:
         body += _missing("The gate failed the run; its anomalies are in the run's log.")
     for title, key in (("Errors (stop the run)", "errors"), ("Warnings (warn-only kinds)", "warnings")):
         if gate.get(key):
-            body += f"<h3>{_e(title)}</h3><ul class='reasons'>" + "".join(f"<li>{_e(x)}</li>" for x in gate[key]) + "</ul>"
+            body += f"<h3>{_e(title)}</h3>" + _list(gate[key])
     body += "<h3>TFDV anomalies (ExampleValidator, against the schema)</h3>"
     anomalies = section.get("tfdv_anomalies") or {}
     rows = [(_e(split), _e(a["feature"]), _e(a["type"]), _e(a["description"]))
@@ -152,9 +157,12 @@ def validation(data: Mapping) -> str:
         "None: " + ", ".join(f"{split} split clean" for split in anomalies) if anomalies else "No anomalies artifact.")
     body += "<h3>Drift against the previous span</h3>"
     if section.get("drift_baseline"):
-        body += f"<p>Compared with <span class='path'>{_e(section['drift_baseline'])}</span>.</p>"
-        body += ("<ul class='reasons'>" + "".join(f"<li>{_e(x)}</li>" for x in section["drift_findings"]) + "</ul>"
-                 if section["drift_findings"] else _missing("No drift beyond the schema's thresholds."))
+        body += f"<p>Train split compared with <span class='path'>{_e(section['drift_baseline'])}</span>.</p>"
+        measured = [(_e(m["feature"]), _e(m["measure"]), _number(m["value"]), _number(m["threshold"]),
+                     _badge(not m["exceeds"], "within", "drift")) for m in section.get("drift_measurements", [])]
+        body += _table(("feature", "distance", "value", "threshold", ""), measured, numeric=(2, 3)) if measured else ""
+        body += (_list(section["drift_findings"]) if section["drift_findings"]
+                 else _missing("No drift beyond the schema's thresholds."))
     else:
         body += _missing("Not checked: no statistics of an earlier span (the first span, or one span re-run).")
     return _section("validation", body)
@@ -188,7 +196,7 @@ def evaluation(data: Mapping, plots: Mapping[str, bytes]) -> str:
     body += (" (compared with the baseline model)" if section.get("compared_with_baseline")
              else " (no baseline yet: absolute thresholds only)") + "</p>"
     if section["reasons"]:
-        body += "<ul class='reasons'>" + "".join(f"<li>{_e(reason)}</li>" for reason in section["reasons"]) + "</ul>"
+        body += _list(section["reasons"])
     else:
         body += _missing("Every threshold was met.")
     overall = section.get("overall") or {}
@@ -233,8 +241,8 @@ def lineage(data: Mapping) -> str:
     rows = []
     for role, artifact in (data.get("lineage") or {}).items():
         if artifact is None:
-            rows.append((_e(role.replace("_", " ")), "–", "none (no earlier blessed model)" if role == "baseline_model"
-                         else "not produced", ""))
+            absent = "none (no earlier blessed model)" if role == "baseline_model" else "not produced"
+            rows.append((_e(role.replace("_", " ")), "–", absent, ""))
             continue
         origin = (f"reused from run <code>{_e(artifact['produced_by_run'])}</code>" if artifact["reused"]
                   else "this run")

@@ -34,7 +34,8 @@ def _add_run(registry: CollectorRegistry, pipeline: str, data: Mapping) -> None:
 def _add_data(registry: CollectorRegistry, pipeline: str, data: Mapping) -> None:
     dataset = data.get("dataset")
     if dataset:
-        _gauge(registry, "imagepipe_files_read", "Files ingestion read").labels(pipeline).set(dataset["files_read"] or 0)
+        files_read = _gauge(registry, "imagepipe_files_read", "Files ingestion read")
+        files_read.labels(pipeline).set(dataset["files_read"] or 0)
         ingested = _gauge(registry, "imagepipe_examples_ingested", "Examples written, by split", ("split",))
         for split in sorted({s for counts in dataset["per_class_and_split"].values() for s in counts}):
             ingested.labels(pipeline, split).set(sum(c.get(split, 0) for c in dataset["per_class_and_split"].values()))

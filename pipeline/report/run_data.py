@@ -19,6 +19,9 @@ VALIDATION_RESULT = "validation_result.json"
 HISTORY_FILE = "history.json"
 BLESSING_REPORT = "blessing_report.json"
 ANOMALIES_FILE = "SchemaDiff.pb"
+STATISTICS_FILE = "FeatureStats.pb"
+# The split the validation gate checks for drift (components/validation/gate.py DRIFT_SPLIT).
+DRIFT_SPLIT = "train"
 # Reliability diagram resolution: TFMA's calibration histogram has many fine buckets; ten bins are readable.
 CALIBRATION_BINS = 10
 # How many quarantined file names per reason the page lists (the manifest has them all).
@@ -40,10 +43,12 @@ def _read_json(directory: str, name: str) -> Optional[Dict]:
 
 
 def _iso(milliseconds: int) -> str:
-    return datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+    """Local time with its UTC offset, as `imagepipe runs` prints it (without the offset)."""
+    return datetime.datetime.fromtimestamp(milliseconds / 1000).astimezone().isoformat(timespec="seconds")
 
 
-def _artifact_summary(artifact: Optional[ArtifactRecord], reader: Optional[MetadataReader], run_id: str) -> Optional[Dict]:
+def _artifact_summary(artifact: Optional[ArtifactRecord], reader: Optional[MetadataReader],
+                      run_id: str) -> Optional[Dict]:
     if artifact is None:
         return None
     produced_by = reader.producing_run(artifact.id) if reader else None
@@ -108,6 +113,52 @@ def _tfdv_anomalies(anomalies_artifact: ArtifactRecord) -> Dict[str, List[Dict]]
     return by_split
 
 
+def _statistics(statistics_uri: str, split: str):
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+    import tensorflow as tf
+
+    path = os.path.join(statistics_uri, f"Split-{split}", STATISTICS_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read())
+
+
+def _schema(schema_uri: str):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    import tensorflow as tf
+
+    paths = tf.io.gfile.glob(os.path.join(schema_uri, "*.pbtxt"))
+    return text_format.Parse(_read_text(paths[0]), schema_pb2.Schema()) if paths else None
+
+
+def drift_measurements(current, previous, schema) -> List[Dict]:
+    """Each drift distance the schema's drift comparators define (label L-infinity, height/width Jensen-Shannon),
+    with its threshold: the gate reports only those beyond it, the report shows them all."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
+    return [{"feature": ".".join(info.path.step), "measure": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type),
+             "value": round(m.value, 4), "threshold": m.threshold, "exceeds": m.value > m.threshold}
+            for info in anomalies.drift_skew_info for m in info.drift_measurements]
+
+
+def _run_drift_measurements(run: RunRecord, gate_result: Optional[Dict]) -> List[Dict]:
+    gate = run.component_producing("imagepipe.DataValidationResult")
+    baseline = (gate_result or {}).get("drift_baseline")
+    statistics, schema = (run.first_input_of_type("ExampleStatistics", key="statistics"),
+                          run.first_input_of_type("Schema", consumer_of="imagepipe.DataValidationResult"))
+    if not (gate and baseline and statistics and schema):
+        return []
+    current, previous = _statistics(statistics.uri, DRIFT_SPLIT), _statistics(baseline, DRIFT_SPLIT)
+    schema_proto = _schema(schema.uri)
+    if current is None or previous is None or schema_proto is None:
+        return []
+    return drift_measurements(current, previous, schema_proto)
+
+
 def validation_section(run: RunRecord) -> Optional[Dict]:
     """TFDV's anomalies per split, and the gate's decision (its drift check included)."""
     anomalies = run.first_output_of_type("ExampleAnomalies")
@@ -123,6 +174,7 @@ def validation_section(run: RunRecord) -> Optional[Dict]:
         "gate": gate_result,
         "drift_baseline": (gate_result or {}).get("drift_baseline"),
         "drift_findings": [finding for finding in findings if finding.startswith("drift:")],
+        "drift_measurements": _run_drift_measurements(run, gate_result),
     }
 
 

@@ -35,8 +35,8 @@ def format_runs(rows: List[Dict]) -> str:
     def cell(value, fmt="{}"):
         return "-" if value is None else fmt.format(value)
 
-    header = f"{'run id':<28} {'pipeline':<16} {'started':<19} {'status':<9} {'accuracy':>8} {'blessed':>7} {'pushed':>6}"
-    lines = [header]
+    lines = [f"{'run id':<28} {'pipeline':<16} {'started':<19} {'status':<9} {'accuracy':>8} {'blessed':>7} "
+             f"{'pushed':>6}"]
     for row in rows:
         blessed = None if row["blessed"] is None else ("yes" if row["blessed"] else "no")
         lines.append(f"{row['run_id']:<28} {row['pipeline']:<16} {row['started']:<19} {row['status']:<9} "

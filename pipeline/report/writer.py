@@ -7,8 +7,6 @@ from typing import Dict, Optional
 from pipeline.report import html_page, plots, prometheus, run_data
 from pipeline.report.store import MetadataReader
 
-REPORTS_DIR = "reports"
-
 
 def report_file_name(run_id: str) -> str:
     """run-2026-11-27T14-27-44.908774.html: a run id as a portable file name."""
