@@ -57,7 +57,7 @@ _RUN_DATA = {
         "blessed": False,
         "reasons": ["sparse_categorical_accuracy on label=grün = 0.5000, below the floor 0.7000 by 0.2000"],
         "compared_with_baseline": True, "accuracy_metric": "sparse_categorical_accuracy",
-        "overall": {"sparse_categorical_accuracy": 0.8333, "example_count": 18.0},
+        "overall": {"sparse_categorical_accuracy": 0.8333, "example_count": 18.0, "calibration@class_id=1": 1.25},
         "per_class": {"red apple": {"examples": 5, "recall": 1.0, "precision": 0.8333},
                       "grün": {"examples": 6, "recall": 0.5, "precision": 1.0},
                       "<b>blue</b> sky": {"examples": 7, "recall": 1.0, "precision": 0.7778}},

@@ -69,7 +69,9 @@ def test_page_gives_the_blessing_decision_with_reasons_and_per_class_metrics():
     page = render(report_fixtures.run_data())
     assert "not blessed" in page
     assert "below the floor 0.7000 by 0.2000" in page
-    assert re.search(r"<td[^>]*>grün</td><td[^>]*>6</td><td[^>]*>1</td><td[^>]*>0.5</td>", page)
+    assert re.search(r"<td[^>]*>grün</td><td[^>]*>6</td><td[^>]*>1</td><td[^>]*>0.5</td><td[^>]*>0.9</td>"
+                     r"<td[^>]*>1.25</td>", page)  # calibration of class id 1 shown under its name
+    assert "calibration@class_id" not in page
     assert "0.0812" in page  # expected calibration error
     assert "reused from run <code>2026-01-01T00:00:00.000001</code>" in page  # cached examples in the lineage
 

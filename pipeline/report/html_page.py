@@ -188,6 +188,22 @@ def training(data: Mapping, plots: Mapping[str, bytes]) -> str:
     return _section("training", body)
 
 
+def _per_class_rows(section: Mapping) -> list:
+    """Per class name: counts, precision and recall (confusion matrix), cross-entropy (its slice) and TFMA's
+    one-vs-rest calibration, which TFMA keys by class id (the confusion matrix's order)."""
+    slices = section.get("per_class_slices") or {}
+    class_ids = {name: index for index, name in
+                 enumerate((section.get("confusion_matrix") or {}).get("class_names") or [])}
+    rows = []
+    for name, values in (section.get("per_class") or {}).items():
+        calibration = (section.get("overall") or {}).get(f"calibration@class_id={class_ids.get(name)}")
+        rows.append((_e(name), _number(values.get("examples")), _number(values.get("precision")),
+                     _number(values.get("recall")),
+                     _number(slices.get(f"label={name}", {}).get("sparse_categorical_crossentropy")),
+                     _number(calibration)))
+    return rows
+
+
 def evaluation(data: Mapping, plots: Mapping[str, bytes]) -> str:
     section = data.get("evaluation")
     if not section:
@@ -199,17 +215,13 @@ def evaluation(data: Mapping, plots: Mapping[str, bytes]) -> str:
         body += _list(section["reasons"])
     else:
         body += _missing("Every threshold was met.")
-    overall = section.get("overall") or {}
+    overall = {name: value for name, value in (section.get("overall") or {}).items() if "@class_id=" not in name}
     body += "<h3>Overall (eval split)</h3>" + _table(
         ("metric", "value"), [(_e(name), _number(value)) for name, value in sorted(overall.items())], numeric=(1,))
-    slices = section.get("per_class_slices") or {}
-    rows = []
-    for name, values in (section.get("per_class") or {}).items():
-        slice_values = slices.get(f"label={name}", {})
-        rows.append((_e(name), _number(values.get("examples")), _number(values.get("precision")),
-                     _number(values.get("recall")), _number(slice_values.get("sparse_categorical_crossentropy"))))
-    body += "<h3>Per class</h3>" + _table(("class", "eval examples", "precision", "recall", "cross-entropy"), rows,
-                                          numeric=range(1, 5))
+    body += "<h3>Per class</h3>" + _table(
+        ("class", "eval examples", "precision", "recall", "cross-entropy", "calibration"), _per_class_rows(section),
+        numeric=range(1, 6))
+    body += _missing("Calibration: mean predicted probability of the class / its observed share (1 is calibrated).")
     matrix = section.get("confusion_matrix") or {}
     body += '<div class="figures">' + _figure(plots.get("confusion_matrix"), "confusion matrix",
                                              "Confusion matrix (eval split, argmax)")
