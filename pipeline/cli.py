@@ -1,4 +1,4 @@
-"""imagepipe: the command line of the pipeline (run, demo, predict, compile, submit, schedule)."""
+"""imagepipe: the command line of the pipeline (run, demo, report, runs, metrics, predict, compile, submit, schedule)."""
 import argparse
 import dataclasses
 import json

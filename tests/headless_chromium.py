@@ -13,10 +13,12 @@ import time
 from typing import Any, Dict, List, Optional
 
 CHROMIUM = "/usr/bin/chromium"
-# Offline and quiet: no network services, no first-run UI, no GPU; --no-sandbox because tests run as root.
+# Offline and quiet: no network services, no first-run UI, no GPU; --no-sandbox because tests run as root;
+# no /dev/shm, which containers keep small (64 MB in Docker).
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio")
+         "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+         "--disable-dev-shm-usage")
 
 
 class DevToolsError(RuntimeError):
