@@ -1,4 +1,5 @@
-"""imagepipe: the command line of the pipeline (run, demo, report, runs, metrics, predict, compile, submit, schedule)."""
+"""imagepipe: the command line of the pipeline (run, demo, report, runs, metrics, predict, compile, submit,
+schedule)."""
 import argparse
 import dataclasses
 import json
