@@ -227,3 +227,17 @@ def test_page_tables_drift_distances_with_thresholds():
     page = render(report_fixtures.run_data())
     assert re.search(r"<td[^>]*>label</td><td[^>]*>L_INFTY</td><td[^>]*>0.31</td><td[^>]*>0.2</td>"
                      r"<td[^>]*><span class=\"badge bad\">drift</span>", page)
+
+
+def test_lineage_baseline_is_found_when_it_is_the_candidate_itself(tmp_path):
+    """A cached Trainer's model is its own baseline: ML Metadata records one input event for both, and the
+    baseline is known from the id TFX's Evaluator puts on the blessing."""
+    from pipeline.report import run_data
+
+    builder = report_fixtures.StoreBuilder(str(tmp_path / "metadata.sqlite"))
+    model = builder.artifact("Model", "/runs/model/3")
+    builder.execution("run-1", "Trainer", outputs={"model": [model], "model_run": [builder.artifact("ModelRun", "/r")]})
+    blessing = builder.artifact("ModelBlessing", "/runs/blessing/4", blessed=1, baseline_model_id=model.id)
+    builder.execution("run-1", "Evaluator", inputs={"model": [model]}, outputs={"blessing": [blessing]})
+    reader = MetadataReader(sqlite_config(str(tmp_path / "metadata.sqlite")))
+    assert run_data.lineage_section(reader.run(), reader)["baseline_model"]["uri"] == "/runs/model/3"

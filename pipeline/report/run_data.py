@@ -276,9 +276,19 @@ def lineage_section(run: RunRecord, reader: Optional[MetadataReader]) -> Dict[st
         "transform_graph": _artifact_summary(run.first_input_of_type("TransformGraph", consumer_of="ModelRun"),
                                              reader, run.run_id),
         "model": _artifact_summary(_trained_model(run), reader, run.run_id),
-        "baseline_model": _artifact_summary(run.first_input_of_type("Model", key="baseline_model"), reader,
-                                            run.run_id),
+        "baseline_model": _artifact_summary(_baseline_model(run, reader), reader, run.run_id),
     }
+
+
+def _baseline_model(run: RunRecord, reader: Optional[MetadataReader]) -> Optional[ArtifactRecord]:
+    """The Evaluator's baseline input or, when the baseline is the candidate itself (a cached Trainer: ML Metadata
+    then records one input event for both), the id TFX's Evaluator puts on the blessing."""
+    baseline = run.first_input_of_type("Model", key="baseline_model")
+    blessing = run.first_output_of_type("ModelBlessing")
+    if baseline is None and reader is not None and blessing is not None:
+        baseline_id = blessing.properties.get("baseline_model_id")
+        baseline = reader.artifact(int(baseline_id)) if baseline_id else None
+    return baseline
 
 
 def gather(reader: MetadataReader, run_id: Optional[str] = None) -> Dict:

@@ -179,6 +179,10 @@ class MetadataReader:
         return RunRecord(run_id=context.name, pipeline=self._pipeline_name(context, executions),
                          start_ms=start, components=components)
 
+    def artifact(self, artifact_id: int) -> Optional[ArtifactRecord]:
+        found = self._store.get_artifacts_by_id([artifact_id])
+        return self._artifact(found[0]) if found else None
+
     def producing_run(self, artifact_id: int) -> Optional[str]:
         """The run whose execution created the artifact (a cached component reuses an older run's output)."""
         events = [event for event in self._store.get_events_by_artifact_ids([artifact_id])
