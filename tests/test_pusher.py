@@ -1,5 +1,8 @@
 """The push: saved_model.pb last, atomic versions, no overwrite, an interrupted push changes nothing served."""
 import os
+import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -144,3 +147,15 @@ def test_a_version_without_push_record_is_not_taken_for_the_same_model(model_dir
     first = push.push_model(model_dir, serving_dir)
     os.remove(os.path.join(first.version_dir, push.PUSH_RECORD_FILE))  # As pushed by an older release.
     assert push.push_model(model_dir, serving_dir).version == 2
+
+
+def test_a_staging_folder_of_a_killed_push_is_removed_by_the_next_push(model_dir, tmp_path):
+    serving_dir = tmp_path / "serving"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = serving_dir / f".staging-1-{socket.gethostname()}-{dead.pid}"
+    other_host = serving_dir / ".staging-2-another-machine-1"  # Maybe in flight on shared storage: kept.
+    for folder in (abandoned, other_host):
+        (folder / "variables").mkdir(parents=True)
+    push.push_model(model_dir, str(serving_dir))
+    assert not abandoned.exists() and other_host.exists()

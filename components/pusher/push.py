@@ -3,7 +3,8 @@ half-written, and never overwrite a version.
 
 How a partial copy stays invisible (TF Serving loads <serving dir>/<integer>/ once saved_model.pb is there):
 - Local or mounted filesystem (the PVC): the version is staged in a hidden, non-numeric folder
-  (`.staging-<version>-<pid>`, which TF Serving ignores) and renamed to `<version>` in one atomic rename.
+  (`.staging-<version>-<host>-<pid>`, which TF Serving ignores) and renamed to `<version>` in one atomic rename.
+  A staging folder left by a killed push (its process on this host is gone) is removed by the next push.
 - Object stores (gs://, s3://), which have no directory rename: files are copied straight into
   `<version>/`, everything else first and saved_model.pb last, so the version is loadable only once complete.
 In both cases saved_model.pb is the last file written. A push that fails midway leaves the previous
@@ -18,8 +19,10 @@ import hashlib
 import json
 import logging
 import os
-import time
 import re
+import shutil
+import socket
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
@@ -31,6 +34,7 @@ PUSH_RECORD_FILE = "push_record.json"
 METHOD_ALREADY_PUSHED = "already-pushed"
 _CLAIM = re.compile(r"^\.version-(\d+)\.claim$")
 _STAGING_PREFIX = ".staging-"
+_STAGING = re.compile(r"^\.staging-\d+-(?P<host>.+)-(?P<pid>\d+)$")
 
 CopyFile = Callable[[str, str], None]
 
@@ -137,6 +141,26 @@ def read_push_record(version_dir: str) -> Optional[Dict]:
         return json.loads(handle.read())
 
 
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # Alive, someone else's.
+    return False
+
+
+def remove_abandoned_staging(serving_dir: str) -> None:
+    """Removes staging folders of pushes killed midway. Only this host's, and only when their process is gone:
+    a serving directory on shared storage may have pushes in flight from other machines."""
+    for name in os.listdir(serving_dir):
+        match = _STAGING.match(name)
+        if match and match["host"] == socket.gethostname() and _process_is_gone(int(match["pid"])):
+            logging.warning("Removing %s, left by a push that was killed midway.", name)
+            shutil.rmtree(os.path.join(serving_dir, name), ignore_errors=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class PushResult:
     version: int
@@ -187,7 +211,8 @@ def push_model(model_dir: str, serving_dir: str, exclude: Sequence[str] = (),
             raise FileExistsError(f"Version {version_dir} exists although its number was free; not overwritten.")
         _write_tree(model_dir, version_dir, exclude, extra_files, copy_file)
         return PushResult(version, version_dir, "saved_model.pb-last", fingerprint)
-    staging_dir = os.path.join(serving_dir, f"{_STAGING_PREFIX}{version}-{os.getpid()}")
+    remove_abandoned_staging(serving_dir)
+    staging_dir = os.path.join(serving_dir, f"{_STAGING_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}")
     try:
         _write_tree(model_dir, staging_dir, exclude, extra_files, copy_file)
         if os.path.exists(version_dir):
