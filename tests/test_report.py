@@ -241,3 +241,13 @@ def test_lineage_baseline_is_found_when_it_is_the_candidate_itself(tmp_path):
     builder.execution("run-1", "Evaluator", inputs={"model": [model]}, outputs={"blessing": [blessing]})
     reader = MetadataReader(sqlite_config(str(tmp_path / "metadata.sqlite")))
     assert run_data.lineage_section(reader.run(), reader)["baseline_model"]["uri"] == "/runs/model/3"
+
+
+def test_a_model_already_served_is_not_counted_as_a_new_push(tmp_path):
+    data = report_fixtures.run_data()
+    data["push"] = {"pushed": True, "already_pushed": True, "version": 3, "destination": "/serving/3",
+                    "method": "already-pushed"}
+    assert "an earlier run pushed this same model; nothing new was pushed" in render(data)
+    parsed = samples(prometheus.generate_text(prometheus.registry_for_run(data)))
+    assert parsed[("imagepipe_model_pushed", frozenset({("pipeline", "unit-test")}))] == 0
+    assert parsed[("imagepipe_pushed_model_version", frozenset({("pipeline", "unit-test")}))] == 3

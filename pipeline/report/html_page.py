@@ -245,6 +245,9 @@ def push(data: Mapping) -> str:
         return _section("push", "<p>" + _badge(False, "", "not pushed") + " The model was not blessed; the serving "
                                 "directory is unchanged.</p>")
     version = _badge(True, f"version {section['version']}", "")
+    if section.get("already_pushed"):
+        return _section("push", f"<p>{version} already served at <span class='path'>{_e(section['destination'])}"
+                                "</span>: an earlier run pushed this same model; nothing new was pushed.</p>")
     return _section("push", f"<p>{version} pushed to <span class='path'>{_e(section['destination'])}</span> "
                             f"({_e(section['method'])})</p>")
 

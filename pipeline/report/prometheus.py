@@ -73,10 +73,11 @@ def _add_model(registry: CollectorRegistry, pipeline: str, data: Mapping) -> Non
             int(evaluation["blessed"]))
     push = data.get("push")
     if push:
-        _gauge(registry, "imagepipe_model_pushed", "1 if the run pushed a model version").labels(pipeline).set(
-            int(push["pushed"]))
+        _gauge(registry, "imagepipe_model_pushed", "1 if the run pushed a new model version").labels(pipeline).set(
+            int(push["pushed"] and not push.get("already_pushed")))
         if push["pushed"] and isinstance(push.get("version"), int):
-            _gauge(registry, "imagepipe_pushed_model_version", "Version number the run pushed").labels(pipeline).set(
+            _gauge(registry, "imagepipe_pushed_model_version",
+                   "Version the run pushed, or found already served").labels(pipeline).set(
                 push["version"])
 
 

@@ -261,7 +261,9 @@ def push_section(run: RunRecord) -> Optional[Dict]:
     if pushed is None:
         return None
     version = pushed.properties.get("pushed_version")
+    # already_pushed (components/pusher): the same model is the newest version already; nothing new was written.
     return {"pushed": bool(pushed.properties.get("pushed")),
+            "already_pushed": bool(pushed.properties.get("already_pushed")),
             "version": int(version) if str(version or "").isdigit() else version,
             "destination": pushed.properties.get("pushed_destination"),
             "method": pushed.properties.get("push_method") or pushed.properties.get("method")}

@@ -15,6 +15,8 @@ def run_row(run: RunRecord) -> Dict:
     pushed_version = None
     if pushed is not None and pushed.properties.get("pushed"):
         pushed_version = pushed.properties.get("pushed_version")
+        if pushed.properties.get("already_pushed"):  # Served already: this run pushed nothing new.
+            pushed_version = f"{pushed_version} (same)"
     return {
         "run_id": run.run_id,
         "pipeline": run.pipeline,
@@ -36,9 +38,9 @@ def format_runs(rows: List[Dict]) -> str:
         return "-" if value is None else fmt.format(value)
 
     lines = [f"{'run id':<28} {'pipeline':<16} {'started':<19} {'status':<9} {'accuracy':>8} {'blessed':>7} "
-             f"{'pushed':>6}"]
+             f"{'pushed':>8}"]
     for row in rows:
         blessed = None if row["blessed"] is None else ("yes" if row["blessed"] else "no")
         lines.append(f"{row['run_id']:<28} {row['pipeline']:<16} {row['started']:<19} {row['status']:<9} "
-                     f"{cell(row['accuracy'], '{:.4f}'):>8} {cell(blessed):>7} {cell(row['pushed_version']):>6}")
+                     f"{cell(row['accuracy'], '{:.4f}'):>8} {cell(blessed):>7} {cell(row['pushed_version']):>8}")
     return "\n".join(lines)
