@@ -188,11 +188,18 @@ def _publish_after_run(layout, pushgateway: Optional[str], run_id: Optional[str]
     change the run's exit code: the run itself succeeded or failed already."""
     from pipeline.report import writer
     from pipeline.report.store import MetadataReader, sqlite_config
+    from pipeline.workdir_lock import WorkdirBusyError, workdir_lock
 
     try:
-        published = writer.publish_run(MetadataReader(sqlite_config(layout.metadata_path)), run_id,
-                                       report_dir=layout.reports_dir, metrics_path=layout.metrics_path,
-                                       pushgateway=pushgateway)
+        # Under the workdir lock, so no run queued behind this one writes the store while it is read.
+        with workdir_lock(layout.lock_path, wait=False):
+            published = writer.publish_run(MetadataReader(sqlite_config(layout.metadata_path)), run_id,
+                                           report_dir=layout.reports_dir, metrics_path=layout.metrics_path,
+                                           pushgateway=pushgateway)
+    except WorkdirBusyError:
+        print("note: the next run has started in this workdir; `imagepipe report` and `imagepipe metrics` write "
+              "this run's report and metrics later.", file=sys.stderr)
+        return
     except Exception as error:  # The run's outcome stands; the user learns why the report is missing.
         logging.exception("Writing the run report or metrics failed")
         print(f"warning: run report/metrics not written: {type(error).__name__}: {error}", file=sys.stderr)

@@ -2,6 +2,7 @@
 tests/test_pipeline_e2e.py; the page in a real browser: tests/test_report_browser.py."""
 import base64
 import http.server
+import os
 import re
 import threading
 
@@ -251,3 +252,18 @@ def test_a_model_already_served_is_not_counted_as_a_new_push(tmp_path):
     parsed = samples(prometheus.generate_text(prometheus.registry_for_run(data)))
     assert parsed[("imagepipe_model_pushed", frozenset({("pipeline", "unit-test")}))] == 0
     assert parsed[("imagepipe_pushed_model_version", frozenset({("pipeline", "unit-test")}))] == 3
+
+
+def test_report_after_a_run_waits_for_no_one_when_the_next_run_holds_the_workdir(tmp_path, capsys):
+    from pipeline.cli import _publish_after_run
+    from pipeline.local_runner import WorkdirLayout
+    from pipeline.workdir_lock import workdir_lock
+
+    layout = WorkdirLayout(str(tmp_path))
+    report_fixtures.write_two_runs(layout.metadata_path)
+    with workdir_lock(layout.lock_path):  # The next run, queued with --wait, has started.
+        _publish_after_run(layout, None)
+    assert "the next run has started" in capsys.readouterr().err
+    assert not os.path.exists(layout.reports_dir) and not os.path.exists(layout.metrics_path)
+    _publish_after_run(layout, None)
+    assert "Run report: " in capsys.readouterr().out and os.path.exists(layout.metrics_path)
