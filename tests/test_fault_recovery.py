@@ -1,7 +1,7 @@
 """Recovery, proved on the real pipeline: a failed Trainer, a run killed mid-training, a concurrent run, a rerun.
 
-The tests share one workdir and run in order, each starting from what the previous one left (7 to 8 minutes
-on 2 busy cores; one real training, spread over the runs):
+The tests share one workdir and run in order, each starting from what the previous one left (about 4 minutes
+on 2 cores, 8 when busy; one real training, spread over the runs):
 1. a Trainer that fails in phase 1 (after its first epoch was checkpointed);
 2. a run that resumes phase 1 at its second epoch, finishes it, and stalls in phase 2, while a second run
    on the same workdir is refused and a third (--wait) queues behind it;
