@@ -38,7 +38,7 @@ def time_image_dataset_from_directory(root: Path, image_size: int) -> float:
 
     started = time.perf_counter()
     dataset = tf_keras.utils.image_dataset_from_directory(str(root), image_size=(image_size, image_size),
-                                                          batch_size=32, shuffle=False, verbose=False)
+                                                          batch_size=32, shuffle=False)
     for _ in dataset:
         pass
     return time.perf_counter() - started

@@ -68,13 +68,14 @@ def ingest(root: Path, output_dir: Path, eval_percent: int = 20) -> Path:
 
     from components.ingestion import executor
     from components.ingestion.component import ImageExampleGen
+    from pipeline.local_runner import LOCAL_BEAM_ARGS
 
     component = ImageExampleGen(input_base=str(root), eval_percent=eval_percent)
     exec_properties = {key: proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value
                        for key, value in component.exec_properties.items()}
     examples = standard_artifacts.Examples()
     examples.uri = str(output_dir)
-    executor.Executor(executor.Executor.Context(beam_pipeline_args=["--runner=FnApiRunner"])).Do(
+    executor.Executor(executor.Executor.Context(beam_pipeline_args=list(LOCAL_BEAM_ARGS))).Do(
         {}, {"examples": [examples]}, exec_properties)
     return output_dir
 
