@@ -8,7 +8,7 @@ quarantined file with its URI and reason). The counts are also custom properties
 import json
 import logging
 import posixpath
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -41,8 +41,34 @@ def tree_root(input_base: str, pattern: str) -> str:
 
 
 
+# Tags of the report records: every file listed, ignored, quarantined or written, every duplicate group and
+# every normalized file becomes one small (tag, entry) record, and one combine turns them all into the report.
+_LISTED, _WRITTEN = "listed", "written"
+_REPORT = "report"
+# A candidate travels through the content grouping as a plain tuple, which Beam's fast primitive coder
+# encodes without pickling: (uri, class, forced split or None, normalization steps, serialized tf.Example).
+_URI, _CLASS, _FORCED_SPLIT, _NORMALIZATIONS, _EXAMPLE = range(5)
+
+
+def _split_tag(split: str) -> str:
+    return f"split-{split}"
+
+
+class _ListClassFolder(beam.DoFn):
+    """One class folder: (class, path, is_candidate, forced_split) per file, and one report record with the
+    number of files listed, against which the report checks that every file is accounted for."""
+
+    def process(self, folder: Tuple[str, str, Optional[str]]):
+        class_name, class_dir, forced_split = folder
+        listed = 0
+        for path, is_candidate in image_tree.walk_folder(class_dir):
+            listed += 1
+            yield class_name, path, is_candidate, forced_split
+        yield beam.pvalue.TaggedOutput(_REPORT, (_LISTED, listed))
+
+
 class _ReadAndCheck(beam.DoFn):
-    """Reads one file. Main output: (sha256, candidate) for the duplicate check; tagged outputs for the
+    """Reads one file. Main output: (sha256, candidate) for the duplicate check; report records for the
     files that are quarantined or ignored, with their reason."""
 
     def __init__(self, limits: image_tree.Limits):
@@ -52,20 +78,18 @@ class _ReadAndCheck(beam.DoFn):
         class_name, path, is_candidate, forced_split = item
         if not is_candidate:
             beam.metrics.Metrics.counter("ImageExampleGen", "ignored").inc()
-            yield beam.pvalue.TaggedOutput(_IGNORED, {
-                "uri": path, "class": class_name, "reason": "hidden_or_not_an_image_name"})
+            yield beam.pvalue.TaggedOutput(_REPORT, (_IGNORED, {
+                "uri": path, "class": class_name, "reason": "hidden_or_not_an_image_name"}))
             return
         try:
             checked = image_tree.check_image(image_tree.read_file(path, self._limits), self._limits)
         except image_tree.RejectedImage as rejected:
             beam.metrics.Metrics.counter("ImageExampleGen", f"quarantined_{rejected.reason}").inc()
-            yield beam.pvalue.TaggedOutput(_QUARANTINED, {
-                "uri": path, "class": class_name, "reason": rejected.reason, "detail": rejected.detail})
+            yield beam.pvalue.TaggedOutput(_REPORT, (_QUARANTINED, {
+                "uri": path, "class": class_name, "reason": rejected.reason, "detail": rejected.detail}))
             return
         example = image_tree.make_example(checked, class_name, path)
-        yield checked.sha256, {"uri": path, "class": class_name, "forced_split": forced_split,
-                               "normalizations": list(checked.normalizations),
-                               "example": example.SerializeToString()}
+        yield checked.sha256, (path, class_name, forced_split, checked.normalizations, example.SerializeToString())
 
 
 class _ResolveDuplicates(beam.DoFn):
@@ -74,6 +98,7 @@ class _ResolveDuplicates(beam.DoFn):
     Same content under one class: the first copy is kept (a train/ copy before an eval/ one, so the eval
     split never holds an image the model trained on), the others are quarantined as duplicates.
     Same content under different classes: the label is contradictory, so every copy is quarantined.
+    Outputs: the serialized example under its split's tag, and report records.
     """
 
     def __init__(self, eval_buckets: int, total_buckets: int):
@@ -82,43 +107,72 @@ class _ResolveDuplicates(beam.DoFn):
 
     def process(self, sha_and_candidates):
         sha256, candidates = sha_and_candidates
-        candidates = sorted(candidates, key=_keep_order)
         hashed_split = image_tree.assign_split(sha256, self._eval_buckets, self._total_buckets)
-        splits = {candidate["forced_split"] or hashed_split for candidate in candidates}
-        labels = sorted({candidate["class"] for candidate in candidates})
-        if len(candidates) > 1:
-            yield beam.pvalue.TaggedOutput(_DUPLICATE_GROUPS, {
-                "sha256": sha256, "uris": [candidate["uri"] for candidate in candidates], "labels": labels,
-                "across_train_and_eval": len(splits) > 1,
-                "kept": None if len(labels) > 1 else candidates[0]["uri"]})
-        if len(labels) > 1:
-            for candidate in candidates:
-                yield beam.pvalue.TaggedOutput(_QUARANTINED, _quarantine_entry(
-                    candidate, "conflicting_labels", f"same content under classes {labels}"))
-            return
+        candidates = sorted(candidates, key=_keep_order)
         kept, *copies = candidates
-        for copy in copies:
-            yield beam.pvalue.TaggedOutput(_QUARANTINED, _quarantine_entry(
-                copy, "duplicate", f"same content as {kept['uri']}"))
-        split = kept["forced_split"] or hashed_split
+        if copies:
+            splits = {candidate[_FORCED_SPLIT] or hashed_split for candidate in candidates}
+            labels = sorted({candidate[_CLASS] for candidate in candidates})
+            yield beam.pvalue.TaggedOutput(_REPORT, (_DUPLICATE_GROUPS, {
+                "sha256": sha256, "uris": [candidate[_URI] for candidate in candidates], "labels": labels,
+                "across_train_and_eval": len(splits) > 1,
+                "kept": None if len(labels) > 1 else kept[_URI]}))
+            if len(labels) > 1:
+                for candidate in candidates:
+                    yield beam.pvalue.TaggedOutput(_REPORT, (_QUARANTINED, _quarantine_entry(
+                        candidate, "conflicting_labels", f"same content under classes {labels}")))
+                return
+            for copy in copies:
+                yield beam.pvalue.TaggedOutput(_REPORT, (_QUARANTINED, _quarantine_entry(
+                    copy, "duplicate", f"same content as {kept[_URI]}")))
+        split = kept[_FORCED_SPLIT] or hashed_split
         beam.metrics.Metrics.counter("ImageExampleGen", f"examples_{split}").inc()
-        if kept["normalizations"]:
-            yield beam.pvalue.TaggedOutput(_NORMALIZED, {"uri": kept["uri"], "steps": kept["normalizations"]})
-        yield split, kept["class"], kept["example"]
+        if kept[_NORMALIZATIONS]:
+            yield beam.pvalue.TaggedOutput(_REPORT, (_NORMALIZED, {
+                "uri": kept[_URI], "steps": list(kept[_NORMALIZATIONS])}))
+        yield beam.pvalue.TaggedOutput(_REPORT, (_WRITTEN, (split, kept[_CLASS])))
+        yield beam.pvalue.TaggedOutput(_split_tag(split), kept[_EXAMPLE])
 
 
-def _keep_order(candidate: Dict) -> Tuple[int, str]:
-    return (0 if candidate["forced_split"] in (None, image_tree.TRAIN_SPLIT) else 1, candidate["uri"])
+def _keep_order(candidate: Tuple) -> Tuple[int, str]:
+    return (0 if candidate[_FORCED_SPLIT] in (None, image_tree.TRAIN_SPLIT) else 1, candidate[_URI])
 
 
-def _quarantine_entry(candidate: Dict, reason: str, detail: str) -> Dict:
-    return {"uri": candidate["uri"], "class": candidate["class"], "reason": reason, "detail": detail}
+def _quarantine_entry(candidate: Tuple, reason: str, detail: str) -> Dict:
+    return {"uri": candidate[_URI], "class": candidate[_CLASS], "reason": reason, "detail": detail}
 
 
-def _list_class_folder(folder: Tuple[str, str, Optional[str]]) -> Iterator[Tuple[str, str, bool, Optional[str]]]:
-    class_name, class_dir, forced_split = folder
-    for path, is_candidate in image_tree.walk_folder(class_dir):
-        yield class_name, path, is_candidate, forced_split
+class _GatherReport(beam.CombineFn):
+    """Gathers the report records: counts for files listed and examples written, lists for the rest.
+
+    Counting in the accumulator keeps the combined value small: one number per (split, class), not one
+    record per example."""
+
+    def create_accumulator(self) -> Dict:
+        return {_LISTED: 0, _WRITTEN: {}, _QUARANTINED: [], _IGNORED: [], _DUPLICATE_GROUPS: [], _NORMALIZED: []}
+
+    def add_input(self, accumulator: Dict, record: Tuple[str, Any]) -> Dict:
+        kind, entry = record
+        if kind == _LISTED:
+            accumulator[_LISTED] += entry
+        elif kind == _WRITTEN:
+            accumulator[_WRITTEN][entry] = accumulator[_WRITTEN].get(entry, 0) + 1
+        else:
+            accumulator[kind].append(entry)
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> Dict:
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            merged[_LISTED] += accumulator[_LISTED]
+            for key, count in accumulator[_WRITTEN].items():
+                merged[_WRITTEN][key] = merged[_WRITTEN].get(key, 0) + count
+            for kind in (_QUARANTINED, _IGNORED, _DUPLICATE_GROUPS, _NORMALIZED):
+                merged[kind].extend(accumulator[kind])
+        return merged
+
+    def extract_output(self, accumulator: Dict) -> Dict:
+        return accumulator
 
 
 def _count_by(entries: List[Dict], key: str) -> Dict[str, int]:
@@ -203,48 +257,36 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         report_path = posixpath.join(examples_artifact.uri, REPORT_FILE_NAME)
 
         with self._make_beam_pipeline() as pipeline:
-            files = (
+            listing = (
                 pipeline
                 | "ClassFolders" >> beam.Create([(f.class_name, f.path, f.split) for f in folders])
-                | "ListFiles" >> beam.FlatMap(_list_class_folder)
+                | "ListFiles" >> beam.ParDo(_ListClassFolder()).with_outputs(_REPORT, main="files")
+            )
+            read = (
+                listing.files
                 # Spreads the files over workers: a listing is one element per class folder.
                 | "Redistribute" >> beam.Reshuffle()
+                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits)).with_outputs(_REPORT, main="candidates")
             )
-            read = files | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits)).with_outputs(
-                _QUARANTINED, _IGNORED, main="candidates")
             resolved = (
                 read.candidates
                 | "GroupByContent" >> beam.GroupByKey()
                 | "ResolveDuplicates" >> beam.ParDo(_ResolveDuplicates(eval_buckets, total_buckets)).with_outputs(
-                    _QUARANTINED, _DUPLICATE_GROUPS, _NORMALIZED, main="examples")
+                    _REPORT, *[_split_tag(split) for split in split_names])
             )
-            examples = resolved.examples
             for split in split_names:
-                _ = (
-                    examples
-                    | f"Select[{split}]" >> beam.Filter(lambda item, wanted=split: item[0] == wanted)
-                    | f"Serialized[{split}]" >> beam.Map(lambda item: item[2])
-                    | f"WriteSplit[{split}]" >> write_split.WriteSplit(
-                        artifact_utils.get_split_uri([examples_artifact], split),
-                        example_gen_pb2.FORMAT_TFRECORDS_GZIP, exec_properties)
-                )
-            quarantined = ((read[_QUARANTINED], resolved[_QUARANTINED]) | "AllQuarantined" >> beam.Flatten())
+                _ = resolved[_split_tag(split)] | f"WriteSplit[{split}]" >> write_split.WriteSplit(
+                    artifact_utils.get_split_uri([examples_artifact], split),
+                    example_gen_pb2.FORMAT_TFRECORDS_GZIP, exec_properties)
             _ = (
-                examples
-                | "SplitAndClass" >> beam.Map(lambda item: ((item[0], item[1]), 1))
-                | "CountPerSplitAndClass" >> beam.CombinePerKey(sum)
-                | "AllCounts" >> beam.combiners.ToList()
-                | "BuildReport" >> beam.Map(
-                    lambda count_list, listed, quarantined_list, ignored, groups, normalized: build_report(
-                        root, layout, class_names, listed, count_list, quarantined_list, ignored, groups,
-                        normalized),
-                    listed=beam.pvalue.AsSingleton(files | "CountFiles" >> beam.combiners.Count.Globally()),
-                    quarantined_list=_as_list(quarantined, _QUARANTINED),
-                    ignored=_as_list(read[_IGNORED], _IGNORED),
-                    groups=_as_list(resolved[_DUPLICATE_GROUPS], _DUPLICATE_GROUPS),
-                    normalized=_as_list(resolved[_NORMALIZED], _NORMALIZED),
-                )
-                | "WriteReport" >> beam.Map(_write_json, report_path)
+                (listing[_REPORT], read[_REPORT], resolved[_REPORT])
+                | "ReportRecords" >> beam.Flatten()
+                | "GatherReport" >> beam.CombineGlobally(_GatherReport())
+                | "WriteReport" >> beam.Map(
+                    lambda gathered: _write_json(build_report(
+                        root, layout, class_names, gathered[_LISTED], sorted(gathered[_WRITTEN].items()),
+                        gathered[_QUARANTINED], gathered[_IGNORED], gathered[_DUPLICATE_GROUPS],
+                        gathered[_NORMALIZED]), report_path))
             )
 
         with tf.io.gfile.GFile(report_path) as handle:
@@ -256,10 +298,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples_utils.set_file_format(examples_artifact, write_split.to_file_format_str(
             example_gen_pb2.FORMAT_TFRECORDS_GZIP))
         _log_report(report, report_path)
-
-
-def _as_list(entries: beam.PCollection, kind: str):
-    return beam.pvalue.AsSingleton(entries | f"All[{kind}]" >> beam.combiners.ToList())
 
 
 def _limits_from(custom_config_json: Optional[str]) -> image_tree.Limits:
