@@ -175,7 +175,7 @@ def _run_locally(args: argparse.Namespace, data_root: str) -> int:
         print(f"Metadata (with the failed execution) is in {layout.metadata_path}; the serving directory is "
               "unchanged. Rerun the same command: outputs of the components that completed are reused from the "
               "cache, and only the failed component and those after it run again.", file=sys.stderr)
-        _publish_after_run(layout, args.pushgateway)
+        _publish_after_run(layout, args.pushgateway, failure=f"{type(error).__name__}: {error}")
         return 1
     print("\n" + local_runner.format_summary(summary, layout.serving_dir))
     print(f"Run summary: {layout.summary_path}")
@@ -183,7 +183,8 @@ def _run_locally(args: argparse.Namespace, data_root: str) -> int:
     return 0
 
 
-def _publish_after_run(layout, pushgateway: Optional[str], run_id: Optional[str] = None) -> None:
+def _publish_after_run(layout, pushgateway: Optional[str], run_id: Optional[str] = None,
+                       failure: Optional[str] = None) -> None:
     """The run's HTML report and Prometheus metrics (a few seconds). Their failure is reported, and does not
     change the run's exit code: the run itself succeeded or failed already."""
     from pipeline.report import writer
@@ -195,7 +196,7 @@ def _publish_after_run(layout, pushgateway: Optional[str], run_id: Optional[str]
         with workdir_lock(layout.lock_path, wait=False):
             published = writer.publish_run(MetadataReader(sqlite_config(layout.metadata_path)), run_id,
                                            report_dir=layout.reports_dir, metrics_path=layout.metrics_path,
-                                           pushgateway=pushgateway)
+                                           pushgateway=pushgateway, failure=failure)
     except WorkdirBusyError:
         print("note: the next run has started in this workdir; `imagepipe report` and `imagepipe metrics` write "
               "this run's report and metrics later.", file=sys.stderr)

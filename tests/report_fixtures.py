@@ -140,12 +140,13 @@ class StoreBuilder:
         events = []
         for event_type, artifacts_by_key in ((metadata_store_pb2.Event.OUTPUT, outputs or {}),
                                              (metadata_store_pb2.Event.INPUT, inputs or {})):
+            by_artifact: Dict[int, Tuple] = {}  # As TFX does: one event per artifact, a step pair per key.
             for key, artifacts in artifacts_by_key.items():
                 for index, artifact in enumerate(artifacts):
-                    event = metadata_store_pb2.Event(type=event_type)
+                    _, event = by_artifact.setdefault(artifact.id, (artifact, metadata_store_pb2.Event(type=event_type)))
                     event.path.steps.add().key = key
                     event.path.steps.add().index = index
-                    events.append((artifact, event))
+            events += by_artifact.values()
         execution_id, _, _ = self.store.put_execution(execution, events, contexts)
         return execution_id
 

@@ -267,3 +267,29 @@ def test_report_after_a_run_waits_for_no_one_when_the_next_run_holds_the_workdir
     assert not os.path.exists(layout.reports_dir) and not os.path.exists(layout.metrics_path)
     _publish_after_run(layout, None)
     assert "Run report: " in capsys.readouterr().out and os.path.exists(layout.metrics_path)
+
+
+def test_a_failed_run_names_the_failed_component_and_its_error():
+    data = report_fixtures.run_data()
+    data["components"][1]["state"] = "FAILED"
+    data["run"].update(status="FAILED", failure="DataValidationError: drift: feature 'label' <train>")
+    page = render(data)
+    assert "<b>Failed:</b> DataValidationGate" in page
+    assert "<pre class='failure'>DataValidationError: drift: feature &#x27;label&#x27; &lt;train&gt;</pre>" in page
+
+
+def test_a_gate_that_failed_the_run_still_names_its_drift_baseline(tmp_path):
+    """TFX removes a failed execution's outputs, so the baseline is chosen as the gate's executor does: the
+    newest statistics of an earlier span among its previous_statistics input (which holds the current one too)."""
+    from pipeline.report import run_data
+
+    builder = report_fixtures.StoreBuilder(str(tmp_path / "metadata.sqlite"))
+    span1 = builder.artifact("ExampleStatistics", "/runs/statistics/span1", span=1)
+    span1_rerun = builder.artifact("ExampleStatistics", "/runs/statistics/span1-again", span=1)
+    span2 = builder.artifact("ExampleStatistics", "/runs/statistics/span2", span=2)
+    schema = builder.artifact("Schema", "/runs/schema")
+    builder.execution("run-3", "DataValidationGate", state="FAILED", inputs={
+        "statistics": [span2], "schema": [schema], "previous_statistics": [span1, span1_rerun, span2]})
+    section = run_data.validation_section(MetadataReader(sqlite_config(str(tmp_path / "metadata.sqlite"))).run())
+    assert section["gate_state"] == "FAILED" and section["gate"] is None
+    assert section["drift_baseline"] == "/runs/statistics/span1-again"

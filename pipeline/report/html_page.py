@@ -41,6 +41,8 @@ code, .path { font-family: "DejaVu Sans Mono", Menlo, monospace; font-size: 12px
 .figures { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 figure { margin: 6px 0; } figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
+pre.failure { background: #fef3f2; border: 1px solid #fecdca; border-radius: 6px; padding: 8px 12px;
+              white-space: pre-wrap; font-size: 12px; }
 .muted { color: var(--muted); } ul.reasons { margin: 4px 0 8px 0; padding-left: 20px; }
 """
 
@@ -107,7 +109,18 @@ def overview(data: Mapping) -> str:
     ]
     facts = _table(("", ""), [("run id", f"<code>{_e(run['run_id'])}</code>"), ("pipeline", _e(run["pipeline"])),
                               ("started", _e(run["started"])), ("finished", _e(run["finished"]))])
-    return _section("overview", f'<div class="cards">{"".join(cards)}</div>{facts}')
+    return _section("overview", f'<div class="cards">{"".join(cards)}</div>{_failure(data)}{facts}')
+
+
+def _failure(data: Mapping) -> str:
+    """Which component failed and, in a report written right after the run, the error it raised."""
+    failed = [c["component"] for c in data["components"] if c["state"] in ("FAILED", "CANCELED")]
+    if not failed:
+        return ""
+    text = f"<p><b>Failed:</b> {_e(', '.join(failed))} (the components after it did not run).</p>"
+    if data["run"].get("failure"):
+        text += f"<pre class='failure'>{_e(data['run']['failure'])}</pre>"
+    return text
 
 
 def dataset(data: Mapping, plots: Mapping[str, bytes]) -> str:

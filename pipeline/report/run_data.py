@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Dict, List, Optional
 
-from pipeline.report.store import ArtifactRecord, MetadataReader, RunRecord, json_property
+from pipeline.report.store import ArtifactRecord, ComponentRecord, MetadataReader, RunRecord, json_property
 
 # Files the components write beside their artifacts (see components/*): names repeated here so that
 # reading a report does not import the components (and TensorFlow Transform, TFMA) to learn them.
@@ -22,6 +22,7 @@ ANOMALIES_FILE = "SchemaDiff.pb"
 STATISTICS_FILE = "FeatureStats.pb"
 # The split the validation gate checks for drift (components/validation/gate.py DRIFT_SPLIT).
 DRIFT_SPLIT = "train"
+PREVIOUS_STATISTICS_KEY = "previous_statistics"
 # Reliability diagram resolution: TFMA's calibration histogram has many fine buckets; ten bins are readable.
 CALIBRATION_BINS = 10
 # How many quarantined file names per reason the page lists (the manifest has them all).
@@ -145,12 +146,30 @@ def drift_measurements(current, previous, schema) -> List[Dict]:
             for info in anomalies.drift_skew_info for m in info.drift_measurements]
 
 
-def _run_drift_measurements(run: RunRecord, gate_result: Optional[Dict]) -> List[Dict]:
-    gate = run.component_producing("imagepipe.DataValidationResult")
-    baseline = (gate_result or {}).get("drift_baseline")
-    statistics, schema = (run.first_input_of_type("ExampleStatistics", key="statistics"),
-                          run.first_input_of_type("Schema", consumer_of="imagepipe.DataValidationResult"))
-    if not (gate and baseline and statistics and schema):
+def _validation_gate(run: RunRecord) -> Optional[ComponentRecord]:
+    """The gate: by its output, or (failed, so without one) by its previous-statistics input or its name."""
+    return run.component_producing("imagepipe.DataValidationResult") or next(
+        (c for c in run.components if PREVIOUS_STATISTICS_KEY in c.inputs or c.name == "DataValidationGate"), None)
+
+
+def _drift_baseline(gate: Optional[ComponentRecord], gate_result: Optional[Dict]) -> Optional[str]:
+    """The statistics the gate compared with. A gate that failed the run kept no result (TFX removes a failed
+    execution's outputs): then the same choice as its executor, the newest statistics of an earlier span."""
+    if gate_result is not None or gate is None:
+        return (gate_result or {}).get("drift_baseline")
+    current = (gate.inputs.get("statistics") or [None])[0]
+    if current is None:
+        return None
+    span = lambda artifact: int(artifact.properties.get("span") or 0)  # noqa: E731
+    earlier = [artifact for artifact in gate.inputs.get(PREVIOUS_STATISTICS_KEY, [])
+               if artifact.id != current.id and span(artifact) < span(current)]
+    return max(earlier, key=lambda a: (span(a), a.id)).uri if earlier else None
+
+
+def _run_drift_measurements(gate: Optional[ComponentRecord], baseline: Optional[str]) -> List[Dict]:
+    statistics = (gate.inputs.get("statistics") or [None])[0] if gate else None
+    schema = (gate.inputs.get("schema") or [None])[0] if gate else None
+    if not (baseline and statistics and schema):
         return []
     current, previous = _statistics(statistics.uri, DRIFT_SPLIT), _statistics(baseline, DRIFT_SPLIT)
     schema_proto = _schema(schema.uri)
@@ -163,18 +182,19 @@ def validation_section(run: RunRecord) -> Optional[Dict]:
     """TFDV's anomalies per split, and the gate's decision (its drift check included)."""
     anomalies = run.first_output_of_type("ExampleAnomalies")
     result = run.first_output_of_type("imagepipe.DataValidationResult")
-    gate = run.component_producing("imagepipe.DataValidationResult") or run.component("DataValidationGate")
+    gate = _validation_gate(run)
     if anomalies is None and result is None and gate is None:
         return None
     gate_result = _read_json(result.uri, VALIDATION_RESULT) if result else None
     findings = (gate_result or {}).get("errors", []) + (gate_result or {}).get("warnings", [])
+    baseline = _drift_baseline(gate, gate_result)
     return {
         "tfdv_anomalies": _tfdv_anomalies(anomalies) if anomalies else {},
         "gate_state": gate.state if gate else None,
         "gate": gate_result,
-        "drift_baseline": (gate_result or {}).get("drift_baseline"),
+        "drift_baseline": baseline,
         "drift_findings": [finding for finding in findings if finding.startswith("drift:")],
-        "drift_measurements": _run_drift_measurements(run, gate_result),
+        "drift_measurements": _run_drift_measurements(gate, baseline),
     }
 
 

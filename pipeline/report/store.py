@@ -201,8 +201,11 @@ class MetadataReader:
             if not event.path.steps or event.artifact_id not in artifacts:
                 continue
             target = outputs if event.type in _OUTPUT_EVENTS else inputs if event.type in _INPUT_EVENTS else None
-            if target is not None:
-                target.setdefault(event.path.steps[0].key, []).append(self._artifact(artifacts[event.artifact_id]))
+            if target is None:
+                continue
+            # One event per artifact: an artifact given under two keys has a path [key, index, key, index].
+            for key in [step.key for step in event.path.steps if step.HasField("key")]:
+                target.setdefault(key, []).append(self._artifact(artifacts[event.artifact_id]))
         return ComponentRecord(
             name=self._component_name(execution),
             execution_id=execution.id,

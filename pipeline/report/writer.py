@@ -31,10 +31,12 @@ class PublishedRun:
 
 def publish_run(reader: MetadataReader, run_id: Optional[str] = None, report_dir: Optional[str] = None,
                 report_path: Optional[str] = None, metrics_path: Optional[str] = None,
-                pushgateway: Optional[str] = None) -> PublishedRun:
+                pushgateway: Optional[str] = None, failure: Optional[str] = None) -> PublishedRun:
     """Gathers the run's data once, then writes the report (into report_dir, or to report_path), the metrics
-    file and pushes the metrics, each only when asked for."""
+    file and pushes the metrics, each only when asked for. `failure`: the error that ended the run, which ML
+    Metadata does not keep (a failed execution records no message), shown in the report."""
     data = run_data.gather(reader, run_id)
+    data["run"]["failure"] = failure
     html_path = None
     if report_path or report_dir:
         html_path = write_html(data, report_path or os.path.join(report_dir, report_file_name(data["run"]["run_id"])))
