@@ -112,10 +112,28 @@ def parse_component_beam_arg(text: str) -> Tuple[str, str]:
     return component, argument
 
 
+# Beam options that tell TFX where its workers get their Python dependencies from.
+_DEPENDENCY_OPTIONS = ("--extra_package", "--extra_packages", "--setup_file", "--requirements_file", "--worker_harness_container_image",
+                       "--sdk_container_image")
+
+
+def with_worker_image(beam_args: Sequence[str], image: str) -> Tuple[str, ...]:
+    """Names the pipeline image as Beam's worker image unless the user chose a dependency option.
+
+    Dataflow, Flink and Spark workers need this project's components to run its transforms; the image holds
+    them. Without such an option TFX would instead repackage its own installation as an sdist in every Beam
+    task (seconds each), which lacks the components anyway. In-process runners ignore the option."""
+    if any(arg.split("=", 1)[0] in _DEPENDENCY_OPTIONS for arg in beam_args):
+        return tuple(beam_args)
+    return tuple(beam_args) + (f"--sdk_container_image={image}",)
+
+
 def compile_pipeline(config: PipelineConfig, output_file: str,
                      settings: Optional[KubeflowSettings] = None) -> str:
     """Writes the KFP v2 PipelineJob JSON (pipeline spec schema 2.1.0, which KFP 2.x and Vertex AI read)."""
     settings = settings or KubeflowSettings()
+    config = dataclasses.replace(config, beam_pipeline_args=with_worker_image(config.beam_pipeline_args,
+                                                                              settings.image))
     tfx_pipeline = create_pipeline(config)
     components = {component.id: component for component in tfx_pipeline.components}
     # Defaults name every possible task (both baselines); only names a user added must exist.

@@ -96,6 +96,15 @@ def test_beam_args_reach_every_beam_task_and_component_args_only_theirs(job):
     assert "--direct_num_workers=0" in container_of(spec, deployment, "StatisticsGen").args
 
 
+def test_beam_workers_get_the_pipeline_image_unless_a_dependency_option_is_given(job):
+    _, spec, deployment = parse_job(job)
+    assert f"--sdk_container_image={IMAGE}" in container_of(spec, deployment, "StatisticsGen").args
+    own = ("--setup_file=/src/setup.py", "--extra_packages=/pkg.tar.gz", "--sdk_container_image=other:1")
+    for option in own:
+        assert kubeflow_runner.with_worker_image(("--runner=DataflowRunner", option), IMAGE) == \
+            ("--runner=DataflowRunner", option)
+
+
 def test_data_location_and_hyperparameters_are_pipeline_parameters(job):
     parsed, spec, _ = parse_job(job)
     declared = spec.root.input_definitions.parameters
