@@ -259,7 +259,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         with self._make_beam_pipeline() as pipeline:
             listing = (
                 pipeline
-                | "ClassFolders" >> beam.Create([(f.class_name, f.path, f.split) for f in folders])
+                # No reshuffle of the few class folders: listing is cheap, and the files are redistributed below.
+                | "ClassFolders" >> beam.Create([(f.class_name, f.path, f.split) for f in folders], reshuffle=False)
                 | "ListFiles" >> beam.ParDo(_ListClassFolder()).with_outputs(_REPORT, main="files")
             )
             read = (
