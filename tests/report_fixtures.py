@@ -143,7 +143,8 @@ class StoreBuilder:
             by_artifact: Dict[int, Tuple] = {}  # As TFX does: one event per artifact, a step pair per key.
             for key, artifacts in artifacts_by_key.items():
                 for index, artifact in enumerate(artifacts):
-                    _, event = by_artifact.setdefault(artifact.id, (artifact, metadata_store_pb2.Event(type=event_type)))
+                    _, event = by_artifact.setdefault(artifact.id,
+                                                      (artifact, metadata_store_pb2.Event(type=event_type)))
                     event.path.steps.add().key = key
                     event.path.steps.add().index = index
             events += by_artifact.values()

@@ -88,3 +88,17 @@ def test_label_drift_between_spans_is_named_by_the_gate(tmp_path):
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
     message = str(second.value)
     assert "drift: feature 'label', split 'train'" in message and "Linfty" in message
+
+    # The run report of the failed run: the gate kept no result, yet its drift baseline and distances show.
+    from pipeline.report import run_data, writer
+    from pipeline.report.store import MetadataReader, sqlite_config
+
+    reader = MetadataReader(sqlite_config(layout.metadata_path))
+    published = writer.publish_run(reader, report_dir=layout.reports_dir, failure=message)
+    validation = run_data.gather(reader)["validation"]
+    assert validation["gate_state"] == "FAILED" and validation["gate"] is None and validation["drift_baseline"]
+    [label] = [m for m in validation["drift_measurements"] if m["feature"] == "label"]
+    assert label["exceeds"] and label["value"] > label["threshold"] == 0.2
+    with open(published.report_path, encoding="utf-8") as handle:
+        page = handle.read()
+    assert "<b>Failed:</b> DataValidationGate" in page and "Data validation failed before Transform" in page

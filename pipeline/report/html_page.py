@@ -158,7 +158,8 @@ def validation(data: Mapping) -> str:
     passed = gate.get("passed") if gate else (False if section.get("gate_state") == "FAILED" else None)
     body = f"<p>Validation gate: {_badge(passed, 'passed', 'failed')}</p>"
     if not gate and section.get("gate_state") == "FAILED":
-        body += _missing("The gate failed the run; its anomalies are in the run's log.")
+        body += _missing("The gate stopped the run (then it keeps no result): its anomalies are in the error "
+                         "above, or in the run's log.")
     for title, key in (("Errors (stop the run)", "errors"), ("Warnings (warn-only kinds)", "warnings")):
         if gate.get(key):
             body += f"<h3>{_e(title)}</h3>" + _list(gate[key])
@@ -167,15 +168,22 @@ def validation(data: Mapping) -> str:
     rows = [(_e(split), _e(a["feature"]), _e(a["type"]), _e(a["description"]))
             for split, entries in anomalies.items() for a in entries]
     body += _table(("split", "feature", "type", "description"), rows) if rows else _missing(
-        "None: " + ", ".join(f"{split} split clean" for split in anomalies) if anomalies else "No anomalies artifact.")
+        "None: " + ", ".join(f"{split} split clean" for split in anomalies) if anomalies
+        else "No anomalies artifact, or its files are not readable.")
     body += "<h3>Drift against the previous span</h3>"
     if section.get("drift_baseline"):
         body += f"<p>Train split compared with <span class='path'>{_e(section['drift_baseline'])}</span>.</p>"
-        measured = [(_e(m["feature"]), _e(m["measure"]), _number(m["value"]), _number(m["threshold"]),
-                     _badge(not m["exceeds"], "within", "drift")) for m in section.get("drift_measurements", [])]
-        body += _table(("feature", "distance", "value", "threshold", ""), measured, numeric=(2, 3)) if measured else ""
-        body += (_list(section["drift_findings"]) if section["drift_findings"]
-                 else _missing("No drift beyond the schema's thresholds."))
+        measured = section.get("drift_measurements") or []
+        rows = [(_e(m["feature"]), _e(m["measure"]), _number(m["value"]), _number(m["threshold"]),
+                 _badge(not m["exceeds"], "within", "drift")) for m in measured]
+        body += _table(("feature", "distance", "value", "threshold", ""), rows, numeric=(2, 3)) if rows else ""
+        if section["drift_findings"]:
+            body += _list(section["drift_findings"])
+        elif measured or section.get("gate"):
+            if not any(m["exceeds"] for m in measured):
+                body += _missing("No drift beyond the schema's thresholds.")
+        else:
+            body += _missing("Drift distances unavailable: the statistics could not be read.")
     else:
         body += _missing("Not checked: no statistics of an earlier span (the first span, or one span re-run).")
     return _section("validation", body)
