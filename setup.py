@@ -1,22 +1,14 @@
 """imagepipe: a TFX pipeline that turns a folder of labeled images into a served MobileNetV2 classifier."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="imagepipe",
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.9,<3.11",
-    packages=[
-        "pipeline",
-        "pipeline.report",
-        "components",
-        "components.ingestion",
-        "components.transform",
-        "components.trainer",
-        "components.evaluation",
-        "components.baseline",
-        "schemas",
-    ],
+    # Found, not listed: a listed set silently left components.validation and components.pusher out of
+    # non-editable installs (the Docker image).
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "schemas"]),
     package_data={"schemas": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
