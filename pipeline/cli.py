@@ -541,8 +541,21 @@ def _is_known_noise(record: logging.LogRecord) -> bool:
     return "ArtifactQuery.property_predicate is not supported" in record.getMessage()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record, not the one it was created with: a
+    caller that swaps stderr (pytest's capture, a notebook) must not leave log calls on a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def _configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     if not verbose:
         handler.addFilter(_ProgressFilter())
