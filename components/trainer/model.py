@@ -44,7 +44,7 @@ class Classifier:
     augmentation: Optional[tf_keras.Model]
 
 
-class RandomContrast(tf_keras.layers.Layer):
+class RangeKeepingContrast(tf_keras.layers.Layer):
     """Scales each image's distance from its per-channel mean by a random factor in [1 - f, 1 + f].
 
     Keras' own RandomContrast clips its output to [0, 255], which would wipe out the negative half of
@@ -77,7 +77,7 @@ def build_augmentation(config: TrainingConfig) -> Optional[tf_keras.Model]:
     if config.augment_zoom:
         layers.append(tf_keras.layers.RandomZoom(config.augment_zoom, fill_mode="reflect", seed=config.seed))
     if config.augment_contrast:
-        layers.append(RandomContrast(config.augment_contrast, seed=config.seed, name="random_contrast"))
+        layers.append(RangeKeepingContrast(config.augment_contrast, seed=config.seed, name="random_contrast"))
     return tf_keras.Sequential(layers, name="augmentation") if layers else None
 
 
