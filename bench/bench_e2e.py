@@ -8,6 +8,7 @@ validation, Transform, Trainer (same epochs, early stopping off), evaluation and
     python bench/bench_e2e.py [--image-size 96] [--scales 1,2,4,8] [--growth-epochs 1,1]   (make bench)
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -66,6 +67,25 @@ def run_seed_script(root: Path, image_size: int, epochs, weights: str) -> float:
     return time.perf_counter() - started
 
 
+def _largest_components(summary: dict, count: int = 4) -> str:
+    """The components that took longest: where a fixed overhead (one that does not grow) sits."""
+    ranked = sorted(summary["components"], key=lambda component: -component["seconds"])[:count]
+    return ", ".join(f"{component['component']} {component['seconds']:.1f} s" for component in ranked)
+
+
+def _trainer_breakdown(summary: dict) -> str:
+    """Phase times from the Trainer's history.json and the TFLite conversion time, read from its outputs."""
+    trainer_dir = Path(summary["model"]).parent.parent  # <pipeline root>/Trainer/model/<execution id>
+    parts = []
+    for history_file in trainer_dir.glob("model_run/*/history.json"):
+        history = json.loads(history_file.read_text())
+        parts += [f"{phase} {values['seconds']:.1f} s" for phase, values in history.items() if "seconds" in values]
+    for evaluation_file in Path(summary["model"]).glob("*/tflite/tflite_evaluation.json"):
+        for quantization, values in json.loads(evaluation_file.read_text())["tflite"].items():
+            parts.append(f"TFLite {quantization} conversion {values['conversion_seconds']:.1f} s")
+    return "Trainer: " + (", ".join(parts) or "no breakdown found")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-size", type=int, default=96, help="the demo's size")
@@ -92,6 +112,7 @@ def main() -> None:
         f"pipeline vs seed script: {seed_seconds / pipeline['wall_seconds']:.2f}x",
         "pipeline time by component: " + ", ".join(
             f"{component['component']} {component['seconds']:.1f} s" for component in pipeline["components"]),
+        _trainer_breakdown(pipeline),
         f"component work: {component_seconds:.1f} s; TFX orchestration overhead (wall minus components): "
         f"{pipeline['wall_seconds'] - component_seconds:.1f} s",
     ]
@@ -105,7 +126,8 @@ def main() -> None:
             summary = run_pipeline(tree, args.image_size, growth_epochs, weights)
             sizes.append(summary["examples"]["examples_written"])
             seconds.append(summary["wall_seconds"])
-            lines.append(f"pipeline at {scale}x ({sizes[-1]} examples): {seconds[-1]:.1f} s")
+            lines.append(f"pipeline at {scale}x ({sizes[-1]} examples): {seconds[-1]:.1f} s; "
+                         + _largest_components(summary) + "; " + _trainer_breakdown(summary))
         slope, intercept = np.polyfit(sizes, seconds, 1)
         lines.append(f"pipeline growth exponent: {growth_exponent(sizes, seconds):.2f}")
         lines.append(f"pipeline fixed overhead (linear fit intercept): {intercept:.1f} s; "
