@@ -25,11 +25,12 @@ def serving_dir(serving_transform_output_dir, tmp_path_factory):
     tft_output = tft.TFTransformOutput(serving_transform_output_dir)
     class_names = read_class_names(tft_output)
     root = tmp_path_factory.mktemp("client")
-    export_dir = str(root / "export")
-    export_serving_model(small_classifier(class_names, 60), tft_output, class_names, export_dir, top_k=2)
     serving = str(root / "serving")
-    push_model(export_dir, serving)
-    push_model(export_dir, serving)
+    # Two different models: the Pusher does not push a model that already is the newest version.
+    for version, train_steps in enumerate((30, 60), start=1):
+        export_dir = str(root / f"export{version}")
+        export_serving_model(small_classifier(class_names, train_steps), tft_output, class_names, export_dir, top_k=2)
+        assert push_model(export_dir, serving).version == version
     return serving
 
 
