@@ -6,7 +6,7 @@ of the ModelBlessing artifact, where the run summary, the model card and the KFP
 import json
 import math
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -79,20 +79,28 @@ def scalar_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
     return by_slice
 
 
-def confusion_matrix(evaluation_uri: str, class_names: Sequence[str]) -> Optional[List[List[int]]]:
-    """matrix[actual][predicted] counts of the overall slice, rows and columns in class-id order."""
+CALIBRATION_PLOT = "calibration_histogram_buckets"
+
+
+def candidate_overall_plots(evaluation_uri: str, plot_field: str) -> Iterator:
+    """The candidate model's plot entries of the overall slice that hold `plot_field` (e.g. a histogram)."""
     for slice_plots in tfma.load_plots(evaluation_uri):
         if slice_plots.slice_key.single_slice_keys:
             continue
         for entry in slice_plots.plot_keys_and_values:
-            if entry.key.model_name.endswith("baseline") or not entry.value.HasField("multi_class_confusion_matrix_at_thresholds"):
-                continue
-            matrix = [[0] * len(class_names) for _ in class_names]
-            # The plot holds one matrix per threshold; the first is argmax (threshold 0), what is served.
-            for cell in entry.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
-                if 0 <= cell.actual_class_id < len(class_names) and 0 <= cell.predicted_class_id < len(class_names):
-                    matrix[cell.actual_class_id][cell.predicted_class_id] += int(round(cell.num_weighted_examples))
-            return matrix
+            if not entry.key.model_name.endswith("baseline") and entry.value.HasField(plot_field):
+                yield entry
+
+
+def confusion_matrix(evaluation_uri: str, class_names: Sequence[str]) -> Optional[List[List[int]]]:
+    """matrix[actual][predicted] counts of the overall slice, rows and columns in class-id order."""
+    for entry in candidate_overall_plots(evaluation_uri, "multi_class_confusion_matrix_at_thresholds"):
+        matrix = [[0] * len(class_names) for _ in class_names]
+        # The plot holds one matrix per threshold; the first is argmax (threshold 0), what is served.
+        for cell in entry.value.multi_class_confusion_matrix_at_thresholds.matrices[0].entries:
+            if 0 <= cell.actual_class_id < len(class_names) and 0 <= cell.predicted_class_id < len(class_names):
+                matrix[cell.actual_class_id][cell.predicted_class_id] += int(round(cell.num_weighted_examples))
+        return matrix
     return None
 
 
@@ -100,17 +108,12 @@ def expected_calibration_error(evaluation_uri: str) -> Optional[float]:
     """Class-wise ECE from the overall slice's one-vs-rest reliability plots: per class, the example-weighted
     mean over score buckets of |share of the class - mean predicted probability|; then the mean over classes."""
     errors = []
-    for slice_plots in tfma.load_plots(evaluation_uri):
-        if slice_plots.slice_key.single_slice_keys:
-            continue
-        for entry in slice_plots.plot_keys_and_values:
-            if entry.key.model_name.endswith("baseline") or not entry.value.HasField("calibration_histogram_buckets"):
-                continue
-            buckets = entry.value.calibration_histogram_buckets.buckets
-            total = sum(bucket.num_weighted_examples.value for bucket in buckets)
-            if total:
-                errors.append(sum(abs(bucket.total_weighted_label.value - bucket.total_weighted_refined_prediction.value)
-                                  for bucket in buckets) / total)
+    for entry in candidate_overall_plots(evaluation_uri, CALIBRATION_PLOT):
+        buckets = entry.value.calibration_histogram_buckets.buckets
+        total = sum(bucket.num_weighted_examples.value for bucket in buckets)
+        if total:
+            errors.append(sum(abs(bucket.total_weighted_label.value - bucket.total_weighted_refined_prediction.value)
+                              for bucket in buckets) / total)
     return round(sum(errors) / len(errors), 4) if errors else None
 
 

@@ -216,18 +216,14 @@ def _trained_model(run: RunRecord) -> Optional[ArtifactRecord]:
 def _calibration_curves(evaluation_uri: str, class_names: List[str]) -> Dict[str, List[Dict]]:
     """Per class (one-vs-rest), the reliability diagram: in each bin of predicted probability, the mean
     prediction and the observed share of the class, with the example count."""
-    import tensorflow_model_analysis as tfma  # Slow to import: only when there is an evaluation.
+    # TFMA is slow to import: only when there is an evaluation.
+    from components.evaluation.report import CALIBRATION_PLOT, candidate_overall_plots
 
     curves: Dict[str, List[Dict]] = {}
-    for slice_plots in tfma.load_plots(evaluation_uri):
-        if slice_plots.slice_key.single_slice_keys:
-            continue
-        for entry in slice_plots.plot_keys_and_values:
-            if entry.key.model_name.endswith("baseline") or not entry.value.HasField("calibration_histogram_buckets"):
-                continue
-            class_id = entry.key.sub_key.class_id.value if entry.key.sub_key.HasField("class_id") else None
-            name = class_names[class_id] if class_id is not None and class_id < len(class_names) else str(class_id)
-            curves[name] = _reliability_bins(entry.value.calibration_histogram_buckets.buckets)
+    for entry in candidate_overall_plots(evaluation_uri, CALIBRATION_PLOT):
+        class_id = entry.key.sub_key.class_id.value if entry.key.sub_key.HasField("class_id") else None
+        name = class_names[class_id] if class_id is not None and class_id < len(class_names) else str(class_id)
+        curves[name] = _reliability_bins(entry.value.calibration_histogram_buckets.buckets)
     return curves
 
 
