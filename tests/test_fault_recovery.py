@@ -51,7 +51,8 @@ class Chain:
 
     def require(self, step: str) -> None:
         if step not in self.done:
-            pytest.skip(f"needs the earlier step {step!r}, which did not complete")
+            # A failure, not a skip: a chained step that cannot run is a step that was not proven.
+            pytest.fail(f"needs the earlier step {step!r}, which did not complete (run the module in order)")
 
     def start_run(self, name: str, extra_args=(), fault: str = "") -> subprocess.Popen:
         """`imagepipe run` in its own process (and process group), its output in <name>.log."""
