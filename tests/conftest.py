@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The shared GCS emulator (fake-gcs-server) for every test module that asks for it.
+from tests.gcs_emulator import gcs_emulator  # noqa: F401
+
 # Class names with a space and a non-ASCII letter, as users' folders have them.
 COLORS: Dict[str, tuple] = {"red apple": (220, 30, 30), "grün": (30, 200, 40), "blue sky": (30, 60, 220)}
 IMAGE_FORMATS = (("png", "PNG"), ("JPG", "JPEG"), ("jpeg", "JPEG"))
