@@ -89,6 +89,10 @@ class TrainingConfig:
 
     @classmethod
     def from_json_dict(cls, values: Dict) -> "TrainingConfig":
-        """Unknown keys are ignored and missing ones take their defaults, so older configs still load."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        """Missing keys take their defaults; an unknown key is an error, because `training_config` is a pipeline
+        parameter edited by hand per run, and a misspelled key dropped in silence would train with the default."""
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown training setting(s) {unknown}; the known ones are {sorted(known)}.")
+        return cls(**values)
