@@ -1,0 +1,31 @@
+"""The pipeline image as Beam's portable workers start it. No Docker engine runs here, so the Dockerfile is
+read, not built: these tests check what Beam's container contract needs from it."""
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BEAM_BOOT = "/opt/apache/beam/boot"
+
+
+def dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text()
+
+
+def final_stage(text: str) -> str:
+    return text[text.rindex("\nFROM "):]
+
+
+def test_entrypoint_is_beams_sdk_harness_boot():
+    # Dataflow/Flink start --sdk_container_image with its entrypoint plus the boot arguments (Beam's
+    # "custom containers" guide); the last ENTRYPOINT of the final stage is the one the image has.
+    entrypoints = re.findall(r"^ENTRYPOINT\s+(.+)$", final_stage(dockerfile()), flags=re.MULTILINE)
+    assert entrypoints and entrypoints[-1].strip() == f'["{BEAM_BOOT}"]'
+
+
+def test_boot_comes_from_the_beam_sdk_image_of_the_pinned_beam_version():
+    text = dockerfile()
+    pinned = re.search(r"^apache-beam==(\S+)$", (REPO / "constraints.txt").read_text(), flags=re.MULTILINE).group(1)
+    assert re.search(rf"^ARG BEAM_VERSION={re.escape(pinned)}$", text, flags=re.MULTILINE), \
+        f"the boot must be Beam {pinned}'s, the SDK version constraints.txt installs"
+    assert re.search(r"^FROM apache/beam_python3\.10_sdk:\$\{BEAM_VERSION\} AS (\S+)$", text, flags=re.MULTILINE)
+    assert re.search(r"^COPY --from=\S+ /opt/apache/beam /opt/apache/beam$", final_stage(text), flags=re.MULTILINE)
