@@ -42,6 +42,12 @@ class TrainingConfig:
     # with 0, phase 1 sees unaugmented features and augmentation acts in phase 2 only.
     bottleneck_cache: bool = True
     augmented_views: int = 0
+    # Phase 2 likewise: below `unfreeze_from_block` the base stays frozen, so its activations at that
+    # boundary are computed once per image (float16, in memory) and only the top trains on them. With
+    # augmentation, `phase2_augmented_views` augmented copies of each training image are cached beside the
+    # plain one and each epoch draws one of them per image; False trains phase 2 on images every epoch.
+    phase2_activation_cache: bool = True
+    phase2_augmented_views: int = 2
     # float16 compute on GPUs (ignored without one); the softmax stays float32.
     mixed_precision: bool = False
     # A float16 TFLite model beside the SavedModel, scored on the eval split (the Pusher ships it only
@@ -62,7 +68,8 @@ class TrainingConfig:
                 f"unfreeze_from_block must be a MobileNetV2 block number from {FIRST_BLOCK} to {LAST_BLOCK} "
                 f"(or {LAST_BLOCK + 1} to unfreeze only the last 1x1 convolution), got {self.unfreeze_from_block}."
             )
-        for name in ("phase1_epochs", "phase2_epochs", "early_stopping_patience", "augmented_views"):
+        for name in ("phase1_epochs", "phase2_epochs", "early_stopping_patience", "augmented_views",
+                     "phase2_augmented_views"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.phase1_epochs + self.phase2_epochs == 0:

@@ -142,3 +142,53 @@ def compile_for_phase(model: tf_keras.Model, learning_rate, label_smoothing: flo
         loss=tf_keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[tf_keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
+
+
+@dataclasses.dataclass
+class BoundarySplit:
+    """The classifier cut where phase 2's trainable part begins (the input of block `block`).
+
+    Below the cut the base stays frozen in phase 2 and BatchNorm runs in inference mode, so `bottom`'s
+    output for an image never changes: phase 2 can cache it once and train `top` alone. `top` is built
+    from the very layer objects of `Classifier.model`, so training it trains the model that is exported.
+    """
+
+    bottom: tf_keras.Model  # image -> activations at the boundary (frozen).
+    top: tf_keras.Model  # boundary activations -> rest of the base -> pool -> head: what phase 2 trains.
+    top_features: tf_keras.Model  # boundary activations -> rest of the base -> pool (no head).
+
+
+def _rebuild_from(base: tf_keras.Model, start: int) -> tf_keras.Model:
+    """The base's layers from index `start` on, called again on a new Input that stands for the boundary.
+
+    Each layer is re-called on the tensors its first (its only, in the base's own graph) call received,
+    so weights are shared, not copied. Keras' MobileNetV2 (tf_keras/src/applications/mobilenet_v2.py,
+    `_inverted_res_block`) feeds each block one tensor, the previous block's output, which the block's first
+    layer and, in a residual block, its Add both read: that tensor is the whole boundary.
+    """
+    boundary = base.layers[start].get_input_at(0)
+    if isinstance(boundary, (list, tuple)):
+        raise ValueError(f"{base.layers[start].name} takes several inputs: not a block boundary of a MobileNetV2.")
+    inputs = tf_keras.Input(shape=boundary.shape[1:], dtype=boundary.dtype, name="boundary_activations")
+    rebuilt = {id(boundary): inputs}
+    for layer in base.layers[start:]:
+        try:
+            layer_inputs = tf.nest.map_structure(lambda tensor: rebuilt[id(tensor)], layer.get_input_at(0))
+        except KeyError as error:
+            raise ValueError(f"{layer.name} reads a tensor from below the boundary at {base.layers[start].name}: "
+                             "this base cannot be cut there.") from error
+        rebuilt[id(layer.get_output_at(0))] = layer(layer_inputs)
+    return tf_keras.Model(inputs, rebuilt[id(base.output)], name="base_top")
+
+
+def split_at_block(classifier: Classifier, block: int) -> BoundarySplit:
+    """Cuts the classifier at the input of MobileNetV2 block `block` (LAST_BLOCK + 1: the final 1x1 conv)."""
+    start = first_layer_of_block(classifier.base, block)
+    bottom = tf_keras.Model(classifier.base.input, classifier.base.layers[start].get_input_at(0), name="base_bottom")
+    base_top = _rebuild_from(classifier.base, start)
+    inputs = tf_keras.Input(shape=base_top.input_shape[1:], name="boundary_activations")
+    # training=False as in build_model: BatchNorm above the boundary stays in inference mode too.
+    pooled = classifier.features.get_layer("pool")(base_top(inputs, training=False))
+    top_features = tf_keras.Model(inputs, pooled, name="top_features")
+    top = tf_keras.Model(inputs, classifier.head(pooled), name="mobilenetv2_classifier_top")
+    return BoundarySplit(bottom=bottom, top=top, top_features=top_features)

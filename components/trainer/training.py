@@ -3,7 +3,9 @@
 Phase 1 trains the head only. The base is frozen, so its output for an image never changes: with the
 bottleneck cache on, each image goes through the base once and the head trains on the cached pooled
 features for every phase-1 epoch (the classic recipe runs the whole base over every image every epoch).
-Phase 2 unfreezes the top blocks and fine-tunes the whole model on images, augmentation included.
+Phase 2 unfreezes the top blocks. Below them the base stays frozen (BatchNorm in inference mode), so with
+the activation cache on, each image (and each of a few augmented views) goes through the frozen bottom
+once and only the top trains on the cached boundary activations; otherwise the whole model trains on images.
 """
 import dataclasses
 import json
@@ -202,6 +204,141 @@ def train_phase2(classifier: model_lib.Classifier, data: PhaseData, config: Trai
         callbacks=_callbacks(PHASE2, config, log_dir, checkpoint_dir, data.eval is not None, extra_callbacks)).history
 
 
+# Boundary activations are cached in memory, float16, up to this size; a larger set trains phase 2 on
+# images. Kept under 2 GB: tf.data serializes captured tensors into a GraphDef, which cannot exceed 2 GB.
+ACTIVATION_CACHE_BUDGET_BYTES = 1536 * 1024 ** 2
+# float16 halves the cache; measured on the digits set at 160x160, gradients of the top differ from
+# float32 activations' by about 1e-3 relative (tests/test_phase2_cache.py bounds it).
+ACTIVATION_CACHE_DTYPE = tf.float16
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedActivations:
+    """Boundary activations of `views` passes over a data set (view 0 plain, then augmented), view-major."""
+
+    activations: np.ndarray  # [views * examples, height, width, channels], ACTIVATION_CACHE_DTYPE
+    labels: np.ndarray  # [views * examples, classes]
+    views: int
+
+    @property
+    def examples(self) -> int:
+        return len(self.labels) // self.views
+
+
+class BoundaryActivations:
+    """The frozen bottom's activations of image batches, traced once for any batch size (as FeatureExtractor)."""
+
+    def __init__(self, split: model_lib.BoundarySplit, augmentation: Optional[tf_keras.Model]):
+        spec = tf.TensorSpec([None, *split.bottom.input_shape[1:]], tf.float32)
+
+        def bottom(images):
+            activations = split.bottom(images, training=False)
+            stored = tf.cast(activations, ACTIVATION_CACHE_DTYPE)
+            # Values too small for float16 become 0; counted so that a lossy cache does not go unnoticed.
+            return stored, tf.math.count_nonzero(activations) - tf.math.count_nonzero(stored)
+
+        self._bottom = tf.function(bottom, input_signature=[spec])
+        self._augment = tf.function(lambda images: augmentation(images, training=True),
+                                    input_signature=[spec]) if augmentation is not None else None
+
+    def __call__(self, dataset: tf.data.Dataset, augmented_views: int = 0) -> CachedActivations:
+        if augmented_views and self._augment is None:
+            raise ValueError("augmented views need a classifier with augmentation layers")
+        batches = dataset.batch(FEATURIZE_BATCH).prefetch(tf.data.AUTOTUNE)
+        activation_sets, label_sets, flushed = [], [], 0
+        for view in range(1 + augmented_views):
+            for images, labels in batches:
+                activations, flushed_to_zero = self._bottom(self._augment(images) if view else images)
+                activation_sets.append(activations.numpy())
+                label_sets.append(labels.numpy())
+                flushed += int(flushed_to_zero)
+        cache = CachedActivations(np.concatenate(activation_sets), np.concatenate(label_sets), 1 + augmented_views)
+        if flushed > 1e-3 * cache.activations.size:
+            logging.warning("%.1f%% of the cached boundary activations were too small for %s and became 0 (a "
+                            "base without pretrained weights?); --no-phase2-activation-cache trains on images",
+                            100 * flushed / cache.activations.size, ACTIVATION_CACHE_DTYPE.name)
+        return cache
+
+
+def activation_cache_bytes(split: model_lib.BoundarySplit, examples: int) -> int:
+    per_example = int(np.prod(split.bottom.output_shape[1:])) * ACTIVATION_CACHE_DTYPE.size
+    return per_example * examples
+
+
+def _as_float32(activations, labels):
+    return tf.cast(activations, tf.float32), labels
+
+
+def cached_training_batches(cache: CachedActivations, config: TrainingConfig) -> tf.data.Dataset:
+    """Each epoch: every example once, in a new order, as one of its cached views drawn at random.
+
+    With augmented views, view 0 (the plain image) is left out, as on the image path, where augmentation
+    acts on every training step.
+    """
+    activations, labels = tf.constant(cache.activations), tf.constant(cache.labels)
+    examples, first_view = cache.examples, 1 if cache.views > 1 else 0
+    choices = cache.views - first_view
+    order = tf.data.Dataset.range(examples).shuffle(examples, seed=config.seed, reshuffle_each_iteration=True)
+    draws = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+
+    def pick(index, draw):
+        row = index + examples * (first_view + draw % choices)
+        return tf.gather(activations, row), tf.gather(labels, row)
+
+    dataset = tf.data.Dataset.zip((order, draws)).batch(config.batch_size).map(pick).map(_as_float32)
+    if config.max_steps_per_epoch:
+        dataset = dataset.take(config.max_steps_per_epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def cached_eval_batches(cache: CachedActivations, config: TrainingConfig) -> tf.data.Dataset:
+    return (tf.data.Dataset.from_tensor_slices((cache.activations, cache.labels)).batch(config.batch_size)
+            .map(_as_float32).prefetch(tf.data.AUTOTUNE))
+
+
+def phase2_uses_activation_cache(split: model_lib.BoundarySplit, num_train: int, num_eval: int,
+                                 config: TrainingConfig, augments: bool) -> bool:
+    """The cache is used when asked for, on one device, and when it fits in ACTIVATION_CACHE_BUDGET_BYTES."""
+    if not config.phase2_activation_cache:
+        return False
+    if tf.distribute.has_strategy():
+        logging.info("Phase 2 trains on images: the activation cache is not distributed over replicas")
+        return False
+    views = 1 + (config.phase2_augmented_views if augments else 0)
+    needed = activation_cache_bytes(split, views * num_train + num_eval)
+    if needed > ACTIVATION_CACHE_BUDGET_BYTES:
+        logging.info("Phase 2 trains on images: its activation cache would take %.1f GB (budget %.1f GB)",
+                     needed / 1024 ** 3, ACTIVATION_CACHE_BUDGET_BYTES / 1024 ** 3)
+        return False
+    return True
+
+
+def train_phase2_on_cached_activations(classifier: model_lib.Classifier, train: tf.data.Dataset,
+                                       eval_: Optional[tf.data.Dataset], config: TrainingConfig,
+                                       class_weight: Optional[Dict], log_dir: Optional[str],
+                                       checkpoint_dir: Optional[str], extra_callbacks=(),
+                                       split: Optional[model_lib.BoundarySplit] = None) -> Dict:
+    """Phase 2 on the frozen bottom's cached activations: trains exactly what train_phase2 trains."""
+    model_lib.unfreeze_top(classifier.base, config.unfreeze_from_block)
+    split = split or model_lib.split_at_block(classifier, config.unfreeze_from_block)
+    views = config.phase2_augmented_views if classifier.augmentation is not None else 0
+    started = time.perf_counter()
+    extract = BoundaryActivations(split, classifier.augmentation)
+    train_cache = extract(train, views)
+    validation = cached_eval_batches(extract(eval_), config) if eval_ is not None else None
+    logging.info("Phase 2: cached activations at block %d of %d training examples (%d augmented views) in %.1f s",
+                 config.unfreeze_from_block, train_cache.examples, views, time.perf_counter() - started)
+    batches = cached_training_batches(train_cache, config)
+    steps = math.ceil(train_cache.examples / config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    model_lib.compile_for_phase(split.top, learning_rate(config.phase2_learning_rate, config, steps,
+                                                         config.phase2_epochs), config.label_smoothing)
+    return split.top.fit(
+        batches, validation_data=validation, epochs=config.phase2_epochs, class_weight=class_weight, verbose=2,
+        callbacks=_callbacks(PHASE2, config, log_dir, checkpoint_dir, validation is not None, extra_callbacks)).history
+
+
 def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.Dataset,
                      eval_examples: Optional[tf.data.Dataset], data: PhaseData, config: TrainingConfig,
                      log_dir: Optional[str] = None, checkpoint_dir: Optional[str] = None,
@@ -238,9 +375,37 @@ def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.D
         logging.info("Phase 2: fine-tuning from block %d, %d epochs at lr %g", config.unfreeze_from_block,
                      config.phase2_epochs, config.phase2_learning_rate)
         started = time.perf_counter()
-        history[PHASE2] = train_phase2(classifier, data, config, class_weight, log_dir, checkpoint_dir, callbacks)
+        split = _phase2_split_if_cached(classifier, train_examples, eval_examples, config)
+        if split is not None:
+            history[PHASE2] = train_phase2_on_cached_activations(
+                classifier, train_examples, eval_examples, config, class_weight, log_dir, checkpoint_dir, callbacks,
+                split=split)
+        else:
+            history[PHASE2] = train_phase2(classifier, data, config, class_weight, log_dir, checkpoint_dir,
+                                           callbacks)
         history[PHASE2]["seconds"] = round(time.perf_counter() - started, 2)
     return history
+
+
+def _phase2_split_if_cached(classifier: model_lib.Classifier, train_examples: tf.data.Dataset,
+                            eval_examples: Optional[tf.data.Dataset],
+                            config: TrainingConfig) -> Optional[model_lib.BoundarySplit]:
+    """The boundary split when phase 2 is to train on cached activations, else None (the image path)."""
+    if not config.phase2_activation_cache:
+        return None
+    split = model_lib.split_at_block(classifier, config.unfreeze_from_block)
+    num_train = _cardinality(train_examples)
+    num_eval = _cardinality(eval_examples) if eval_examples is not None else 0
+    use = phase2_uses_activation_cache(split, num_train, num_eval, config, classifier.augmentation is not None)
+    return split if use else None
+
+
+def _cardinality(dataset: tf.data.Dataset) -> int:
+    """Examples in a dataset; counted by a pass when tf.data cannot tell (a cached pass: cheap)."""
+    count = int(dataset.cardinality())
+    if count >= 0:
+        return count
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
 
 
 def _class_weight(train_examples: tf.data.Dataset) -> Dict[int, float]:
