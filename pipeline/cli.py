@@ -1,18 +1,18 @@
-"""imagepipe: the command line of the pipeline (run, demo, report, runs, metrics, predict, compile, submit,
-schedule)."""
+"""imagepipe: the command line of the pipeline (run, demo, report, runs, metrics, predict, rollback, pin, unpin,
+promote, compile, submit, schedule)."""
 import argparse
 import dataclasses
 import json
 import logging
 import os
 import sys
-import warnings
 from typing import List, Optional
 
 from components.trainer.hparams import TrainingConfig
 from components.validation.gate import ANOMALY_KINDS, GateSettings
 from pipeline.config import (BASELINE_LATEST_PUSHED, BASELINE_SOURCES, DEFAULT_SCHEMA_DIR, EvaluationConfig,
                              PipelineConfig)
+from serving.rollback import LABELS
 
 DEFAULT_PIPELINE_NAME = "imagepipe"
 DEFAULT_WORKDIR = "workdir"
@@ -92,6 +92,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--span-folder", default=None, metavar="NAME-WITH-{SPAN}",
                        help="the data folder holds one tree per span, e.g. 'span-{SPAN}' or '{SPAN}'; the newest "
                             "span is ingested and compared with the previous one for drift")
+    group.add_argument("--max-stored-side", type=int, default=PipelineConfig.max_stored_side, metavar="PIXELS",
+                       help="examples keep at most this many pixels on the long side (larger photos are "
+                            "downscaled at ingestion; the original's URI, size and hash stay); 0 keeps originals")
     group.add_argument("--min-examples-per-class", type=int, default=GateSettings.min_examples_per_class,
                        help="the run stops when a class has fewer examples (too_few_examples)")
     group.add_argument("--max-class-imbalance", type=float, default=GateSettings.max_class_imbalance,
@@ -131,6 +134,7 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
         enable_cache=not args.no_cache,
         validation=_gate_settings(args),
         span_folder=args.span_folder,
+        max_stored_side=args.max_stored_side,
         **overrides,
     )
 
@@ -312,21 +316,24 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _predictor(args: argparse.Namespace):
-    """(what is asked, its Predictor): a local model directory, or TF Serving over REST or gRPC."""
-    from pipeline import predict, serving_client
+    """(what is asked, its Predictor): a local model directory, or TF Serving over REST or gRPC; each may be
+    addressed by --version or --label."""
+    from serving import predict, serving_client
 
     if args.rest:
-        return (serving_client.rest_url(args.rest, args.model_name, args.model_version),
-                serving_client.rest_predictor(args.rest, args.model_name, args.model_version))
+        return (serving_client.rest_url(args.rest, args.model_name, args.model_version, args.label),
+                serving_client.rest_predictor(args.rest, args.model_name, args.model_version, label=args.label))
     if args.grpc:
-        return (f"grpc://{args.grpc}/{args.model_name}",
-                serving_client.grpc_predictor(args.grpc, args.model_name, args.model_version))
-    version_dir = predict.resolve_version_dir(args.model)
+        addressed = f"/versions/{args.model_version}" if args.model_version is not None else (
+            f"/labels/{args.label}" if args.label else "")
+        return (f"grpc://{args.grpc}/{args.model_name}{addressed}",
+                serving_client.grpc_predictor(args.grpc, args.model_name, args.model_version, label=args.label))
+    version_dir = predict.resolve_local_model(args.model, args.model_version, args.label, args.model_name)
     return version_dir, serving_client.local_predictor(version_dir)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline import predict
+    from serving import predict
 
     try:
         model, predictor = _predictor(args)
@@ -348,21 +355,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from pipeline import rollback
+    """rollback/pin (--version N) and unpin (also `rollback --unpin`): the model config TF Serving polls."""
+    from serving import rollback
 
-    config_path = args.config_file or rollback.default_config_path(args.serving_dir)
     try:
-        if args.unpin:
-            rollback.unpin(args.serving_dir, args.model_name, config_path, args.base_path)
-            print(f"{config_path}: {args.model_name} serves its newest version again")
+        if getattr(args, "unpin", False):
+            path = rollback.unpin(args.serving_dir, args.model_name, args.config_file, args.base_path)
+            print(f"{path}: {args.model_name} serves its {rollback.DEFAULT_LATEST_VERSIONS} newest versions again "
+                  "(labels removed)")
         else:
-            rollback.pin_version(args.serving_dir, args.version, args.model_name, config_path, args.base_path)
-            print(f"{config_path}: {args.model_name} pinned to version {args.version} "
-                  "(TF Serving picks it up at its next --model_config_file poll)")
+            path, labels = rollback.pin_version(args.serving_dir, args.version, args.model_name, args.config_file,
+                                                args.base_path)
+            print(f"{path}: {args.model_name} pinned to version {args.version}, labels {labels or 'none'} "
+                  "(TF Serving applies it at its next --model_config_file poll)")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from serving import rollback
+
+    try:
+        path, versions, labels = rollback.promote(args.serving_dir, args.label, args.version, args.model_name,
+                                                  args.config_file, args.base_path)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{path}: {args.model_name} serves versions {versions}, labels {labels} "
+          "(TF Serving applies it at its next --model_config_file poll)")
+    return 0
+
+
+def _add_model_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--serving-dir", required=True, help="the Pusher's serving directory (a path or gs://)")
+    parser.add_argument("--model-name", default=DEFAULT_PIPELINE_NAME)
+    parser.add_argument("--config-file", default="",
+                        help="model config TF Serving reads (--model_config_file); default <serving-dir>/models.config")
+    parser.add_argument("--base-path", default="",
+                        help="the serving dir as TF Serving sees it (default: the config's, else --serving-dir)")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -441,22 +473,33 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--rest", metavar="URL", help="TF Serving's REST API, e.g. http://localhost:8501")
     source.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving's gRPC API, e.g. localhost:8500")
     predict.add_argument("--model-name", default=DEFAULT_PIPELINE_NAME, help="served model name (REST/gRPC)")
-    predict.add_argument("--model-version", type=int, default=None, help="served version (default: TF Serving's)")
+    address = predict.add_mutually_exclusive_group()
+    address.add_argument("--version", "--model-version", dest="model_version", type=int, default=None,
+                         help="served version (default: TF Serving's, or the newest under --model)")
+    address.add_argument("--label", default=None, help="served version label, e.g. canary or stable")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.add_argument("images", nargs="+")
     predict.set_defaults(handler=cmd_predict)
 
-    rollback = commands.add_parser("rollback", help="pin TF Serving to a previous pushed version (model config)")
-    rollback.add_argument("--serving-dir", required=True, help="the Pusher's serving directory")
+    rollback = commands.add_parser("rollback", help="serve only one pushed version (TF Serving's model config)")
     pin = rollback.add_mutually_exclusive_group(required=True)
     pin.add_argument("--version", type=int, help="the version to serve")
-    pin.add_argument("--unpin", action="store_true", help="serve the newest version again")
-    rollback.add_argument("--model-name", default=DEFAULT_PIPELINE_NAME)
-    rollback.add_argument("--config-file", default=None,
-                          help="model config TF Serving reads (--model_config_file); default <serving-dir>/models.config")
-    rollback.add_argument("--base-path", default="", help="the serving dir as TF Serving sees it (default: same)")
+    pin.add_argument("--unpin", action="store_true", help="serve the newest versions again")
+    _add_model_config_arguments(rollback)
     rollback.set_defaults(handler=cmd_rollback)
+    pin_ = commands.add_parser("pin", help="same as rollback --version N")
+    pin_.add_argument("--version", type=int, required=True, help="the version to serve")
+    _add_model_config_arguments(pin_)
+    pin_.set_defaults(handler=cmd_rollback)
+    unpin = commands.add_parser("unpin", help="serve the newest versions again, labels removed")
+    _add_model_config_arguments(unpin)
+    unpin.set_defaults(handler=cmd_rollback, unpin=True)
+    promote = commands.add_parser("promote", help="point a version label (canary, stable) at a version")
+    promote.add_argument("--label", required=True, choices=LABELS)
+    promote.add_argument("--version", type=int, required=True)
+    _add_model_config_arguments(promote)
+    promote.set_defaults(handler=cmd_promote)
 
     compile_ = commands.add_parser("compile", help="write the Kubeflow Pipelines (v2) pipeline JSON")
     compile_.add_argument("--output", required=True)
@@ -527,55 +570,11 @@ def _add_observe_commands(commands) -> None:
     metrics.set_defaults(handler=cmd_metrics)
 
 
-class _ProgressFilter(logging.Filter):
-    """Without --verbose, TFX's and Beam's INFO chatter (protos, plans) is hidden; stage progress stays."""
-
-    _NOISY = ("absl", "apache_beam", "tensorflow")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            return not _is_known_noise(record)
-        if record.name.split(".")[0] not in self._NOISY:
-            return True
-        message = record.getMessage()
-        return message.startswith("Component ") and message.endswith(("is running.", "is finished."))
-
-
-def _is_known_noise(record: logging.LogRecord) -> bool:
-    # Harmless warnings TFX 1.16 prints on every run (see ENVIRONMENT notes); the rest stays visible.
-    return "ArtifactQuery.property_predicate is not supported" in record.getMessage()
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time of each record, not the one it was created with: a
-    caller that swaps stderr (pytest's capture, a notebook) must not leave log calls on a closed stream."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _):
-        pass
-
-
-def _configure_logging(verbose: bool) -> None:
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    if not verbose:
-        handler.addFilter(_ProgressFilter())
-        # TensorFlow's C++ INFO and WARNING lines (e.g. end-of-sequence notices after each epoch).
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.INFO)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
+    from pipeline import console
+
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    console.configure_logging(args.verbose)
     return args.handler(args)
 
 

@@ -2,6 +2,8 @@
 the exported model reads (image_bytes, label, source_uri): these tests stay independent of the metadata
 features the ingestion schema adds for data validation."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -45,3 +47,75 @@ def small_classifier(class_names, train_steps):
         labels = np.array([class_names.index(name) for _, name in data])
         model.fit(images, labels, epochs=train_steps, batch_size=len(labels), verbose=0)
     return model
+
+
+# The serving directory on both backends, looked at without the code under test: os for a local folder,
+# google-cloud-storage's own listing for a bucket on the shared emulator (tests/gcs_emulator.py).
+
+MODEL_FILES = {"saved_model.pb": b"graph", "fingerprint.pb": b"fp", "variables/variables.index": b"index",
+               "variables/variables.data-00000-of-00001": b"weights", "assets/label_vocabulary": b"a\nb\n"}
+WEIGHTS_FILE = "variables/variables.data-00000-of-00001"
+
+
+def write_model(root, weights: bytes = MODEL_FILES[WEIGHTS_FILE]) -> str:
+    """A small SavedModel-shaped folder (not loadable: the push only copies files); `weights` makes it unique."""
+    for relative, content in {**MODEL_FILES, WEIGHTS_FILE: weights}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(content)
+    return str(root)
+
+
+@pytest.fixture(params=["local", "gcs"])
+def serving_root(request, tmp_path) -> str:
+    """An empty serving directory: a local folder, or a prefix in a fresh bucket of the GCS emulator."""
+    if request.param == "local":
+        return str(tmp_path / "serving")
+    emulator = request.getfixturevalue("gcs_emulator")
+    return f"gs://{emulator.new_bucket('serving')}/models/imagepipe"
+
+
+def _gcs_objects(root: str) -> dict:
+    """{relative name: object} under a gs:// prefix, listed with google-cloud-storage directly."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    bucket, _, prefix = root[len("gs://"):].partition("/")
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    return {blob.name[len(prefix) + 1:]: blob for blob in client.list_blobs(bucket, prefix=prefix + "/")}
+
+
+def all_files(root: str) -> dict:
+    """{relative posix path: bytes} of every file under a serving directory, local or gs://."""
+    if root.startswith("gs://"):
+        return {name: blob.download_as_bytes() for name, blob in _gcs_objects(root).items()}
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root).replace(os.sep, "/")] = handle.read()
+    return found
+
+
+def entries(root: str) -> list:
+    """Names directly under the serving directory (what TF Serving's poll lists), sorted."""
+    if root.startswith("gs://"):
+        return sorted({name.split("/", 1)[0] for name in _gcs_objects(root)})
+    return sorted(os.listdir(root)) if os.path.isdir(root) else []
+
+
+def numeric_versions(root: str) -> list:
+    return sorted(int(name) for name in entries(root) if name.isdigit())
+
+
+def version_files(root: str, version: int) -> dict:
+    prefix = f"{version}/"
+    return {name[len(prefix):]: data for name, data in all_files(root).items() if name.startswith(prefix)}
+
+
+def assert_every_version_complete(root: str) -> None:
+    """What TF Serving would load is whole: every numbered folder holds saved_model.pb and all model files."""
+    for version in numeric_versions(root):
+        files = version_files(root, version)
+        missing = set(MODEL_FILES) - set(files)
+        assert not missing, f"version {version} lacks {sorted(missing)}"

@@ -20,6 +20,7 @@ from components.evaluation.component import REASONS_PROPERTY
 from components.pusher.component import Executor as PusherExecutor
 from components.trainer.serving import export_serving_model, read_class_names, tf_example
 from pipeline.local_runner import LOCAL_BEAM_ARGS
+from serving.serving_dir import MODEL_CONFIG_FILE
 from tests.conftest import COLORS
 from tests.serving_fixtures import labelled_images, serving_transform_output_dir, small_classifier  # noqa: F401
 
@@ -106,7 +107,7 @@ def test_first_model_is_blessed_then_a_zero_step_model_is_refused_and_not_pushed
     assert "label=grün" in why and "label=blue sky" in why and "below the floor 0.5000" in why
     assert "change vs. baseline" in why
     assert push(tmp_path / "second", models["zero_steps"], second, serving_dir).get_int_custom_property("pushed") == 0
-    assert sorted(os.listdir(serving_dir)) == [".version-1.claim", "1"]
+    assert sorted(os.listdir(serving_dir)) == [".version-1.claim", "1", MODEL_CONFIG_FILE]  # + TF Serving's config
 
 
 @pytest.mark.slow  # One TFMA run on Beam (about 20 s).

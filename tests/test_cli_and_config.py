@@ -4,7 +4,7 @@ import pytest
 from components.trainer.hparams import TrainingConfig
 from pipeline import cli
 from pipeline.config import EvaluationConfig, PipelineConfig
-from pipeline.predict import resolve_version_dir
+from serving.serving_dir import resolve_version_dir
 
 
 def test_demo_defaults_use_the_offline_pretrained_backbone():
@@ -74,21 +74,6 @@ def test_run_with_a_single_class_is_refused(tmp_path, capsys):
     assert cli.main(["run", "--data", str(tmp_path / "images"), "--workdir", str(tmp_path / "work"),
                      "--weights", "none"]) == 2
     assert "at least 2" in capsys.readouterr().err
-
-
-def test_progress_filter_keeps_stage_lines_and_hides_tfx_chatter():
-    import logging
-
-    keep = cli._ProgressFilter()
-
-    def record(name, level, message):
-        return logging.LogRecord(name, level, __file__, 1, message, None, None)
-
-    assert keep.filter(record("absl", logging.INFO, "Component Trainer is running."))
-    assert not keep.filter(record("absl", logging.INFO, "Using deployment config: ..."))
-    assert keep.filter(record("root", logging.INFO, "ImageExampleGen: 10 files read"))
-    assert keep.filter(record("absl", logging.WARNING, "Something worth seeing"))
-    assert not keep.filter(record("absl", logging.WARNING, "ArtifactQuery.property_predicate is not supported."))
 
 
 def test_no_augmentation_switches_every_augmentation_off():

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from components.pusher import push
 from components.trainer import fault_injection
 from pipeline.cli import EXIT_WORKDIR_BUSY, main
 from pipeline.local_runner import WorkdirLayout, summarize_last_run
+from serving.serving_dir import MODEL_CONFIG_FILE, SAVED_MODEL_FILE, ServingDir
 from tests.conftest import write_color_tree
 
 pytestmark = pytest.mark.slow
@@ -166,10 +166,11 @@ def test_a_run_killed_mid_training_is_resumed_by_the_next_run_which_pushes_once(
 
     # Exactly one version, complete, from the completed Trainer; no half-pushed folder of the killed run.
     assert summary["pushed"] and not summary["already_pushed"] and summary["pushed_version"] == "1"
-    assert serving_entries(chain.layout) == [".version-1.claim", "1"]
+    # The claim of version 1 and the model config the first push writes for TF Serving (serving/rollback.py).
+    assert serving_entries(chain.layout) == [".version-1.claim", "1", MODEL_CONFIG_FILE]
     version_dir = os.path.join(chain.layout.serving_dir, "1")
-    assert os.path.exists(os.path.join(version_dir, push.SAVED_MODEL_FILE))
-    assert push.read_push_record(version_dir)["source_model"].startswith(summary["model"])
+    assert os.path.exists(os.path.join(version_dir, SAVED_MODEL_FILE))
+    assert ServingDir(chain.layout.serving_dir).read_push_record(1)["source_model"].startswith(summary["model"])
     chain.done.add("pushed")
 
 

@@ -10,9 +10,10 @@ import pytest
 import tensorflow_transform as tft
 from google.protobuf import text_format
 
-from components.pusher.push import push_model
 from components.trainer.serving import export_serving_model, read_class_names
 from pipeline.cli import main
+from serving.rollback import DEFAULT_LATEST_VERSIONS
+from serving.serving_dir import ServingDir
 from tests.conftest import COLORS, encode, noisy_color
 from tests.serving_fixtures import serving_transform_output_dir, small_classifier  # noqa: F401
 from tests.tf_serving_double import serving_double
@@ -30,7 +31,7 @@ def serving_dir(serving_transform_output_dir, tmp_path_factory):
     for version, train_steps in enumerate((30, 60), start=1):
         export_dir = str(root / f"export{version}")
         export_serving_model(small_classifier(class_names, train_steps), tft_output, class_names, export_dir, top_k=2)
-        assert push_model(export_dir, serving).version == version
+        assert ServingDir(serving).push(export_dir).version == version
     return serving
 
 
@@ -89,4 +90,7 @@ def test_rollback_pins_a_previous_version_and_unpins(serving_dir, tmp_path, caps
     assert "pushed versions: [1, 2]" in capsys.readouterr().err
     assert main(["rollback", "--serving-dir", serving_dir, "--unpin", "--config-file", config_file]) == 0
     config = text_format.Parse(open(config_file).read(), model_server_config_pb2.ModelServerConfig())
-    assert config.model_config_list.config[0].model_version_policy.latest.num_versions == 1
+    # Unpinned: what the shipped deployment served before (issue 13: unpin wrote 1 where the ConfigMap said 2).
+    model = config.model_config_list.config[0]
+    assert model.model_version_policy.latest.num_versions == DEFAULT_LATEST_VERSIONS
+    assert model.base_path == "/models/imagepipe"  # Kept from the config, not reset to --serving-dir.

@@ -1,4 +1,4 @@
-"""Executor of LatestPushedModel: unpacks artifacts and calls the plain functions in latest_pushed.py."""
+"""Executor of LatestPushedModel: unpacks artifacts and asks the serving directory (serving/serving_dir.py)."""
 import logging
 from typing import Any, Dict, List
 
@@ -7,7 +7,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.baseline import latest_pushed
+from serving import storage
+from serving.serving_dir import ServingDir
 
 CANDIDATE_MODEL_KEY = "candidate_model"
 SERVING_DIR_KEY = "serving_dir"
@@ -27,16 +28,17 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         baseline = artifact_utils.get_single_instance(output_dict[BASELINE_MODEL_KEY])
-        version_dir = latest_pushed.latest_version_dir(exec_properties[SERVING_DIR_KEY])
-        if version_dir is None:
+        serving = ServingDir(exec_properties[SERVING_DIR_KEY])
+        version = serving.latest_version()
+        if version is None:
             candidate = artifact_utils.get_single_instance(input_dict[CANDIDATE_MODEL_KEY])
             source_dir, version = path_utils.serving_model_path(candidate.uri), 0
             logging.info("Nothing pushed yet under %s: the candidate is its own baseline.",
                          exec_properties[SERVING_DIR_KEY])
         else:
-            source_dir, version = version_dir, int(version_dir.rstrip("/").rsplit("/", 1)[-1])
-            logging.info("Baseline: pushed model version %d (%s).", version, version_dir)
+            source_dir = serving.version_dir(version)
+            logging.info("Baseline: pushed model version %d (%s).", version, source_dir)
         # The Evaluator reads a Model artifact's SavedModel from <uri>/Format-Serving.
-        latest_pushed.copy_tree(source_dir, path_utils.serving_model_dir(baseline.uri))
+        storage.copy_tree(source_dir, path_utils.serving_model_dir(baseline.uri))
         baseline.set_string_custom_property(SOURCE_PROPERTY, source_dir)
         baseline.set_int_custom_property(VERSION_PROPERTY, version)

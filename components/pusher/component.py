@@ -1,8 +1,9 @@
 """VersionedPusher: TFX's Pusher with integer versions that never collide and a push TF Serving never
-sees half-done (see push.py), plus the model card and the TFLite files that passed their tolerance."""
+sees half-done (serving/serving_dir.py owns the serving directory), plus the model card and the TFLite files
+that passed their tolerance."""
 import json
 import logging
-import os
+import posixpath
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
@@ -17,13 +18,15 @@ from tfx.utils import proto_utils
 
 from components import features
 from components.evaluation import report as report_lib
-from components.pusher import model_card, push
+from components.pusher import model_card
+from serving import rollback
+from serving.serving_dir import CopyFile, PushResult, ServingDir
 
 # Pusher custom_config key: largest accuracy drop of a TFLite file against the SavedModel that still ships.
 TFLITE_TOLERANCE_KEY = "max_tflite_accuracy_drop"
 DEFAULT_TFLITE_TOLERANCE = 0.02
 METHOD_PROPERTY = "push_method"
-# On the PushedModel: the pushed model's content hash (push.model_fingerprint), and 1 when an earlier run had
+# On the PushedModel: the pushed model's content hash (serving/serving_dir.py model_fingerprint), and 1 when an earlier run had
 # already pushed the same model as the newest version (pushed_version/pushed_destination then name that one).
 FINGERPRINT_PROPERTY = "model_fingerprint"
 ALREADY_PUSHED_PROPERTY = "already_pushed"
@@ -46,12 +49,13 @@ def tflite_within_tolerance(evaluation: Optional[Dict], tolerance: float) -> Dic
 
 
 def push_blessed_model(model_dir: str, serving_dir: str, report: Optional[Dict], tolerance: float,
-                       copy_file: push.CopyFile = push._gfile_copy) -> push.PushResult:
-    """Pushes one blessed model with its model card; TFLite files outside the tolerance stay behind."""
-    model_info = _read_json(os.path.join(model_dir, features.ASSETS_EXTRA_DIR, features.MODEL_INFO_FILE_NAME)) or {}
-    tflite = _read_json(os.path.join(model_dir, features.TFLITE_DIR, features.TFLITE_EVALUATION_FILE_NAME))
+                       copy_file: Optional[CopyFile] = None) -> PushResult:
+    """Pushes one blessed model with its model card; TFLite files outside the tolerance stay behind. The first
+    push also writes the default model config that TF Serving polls (never replacing an operator's)."""
+    model_info = _read_json(posixpath.join(model_dir, features.ASSETS_EXTRA_DIR, features.MODEL_INFO_FILE_NAME)) or {}
+    tflite = _read_json(posixpath.join(model_dir, features.TFLITE_DIR, features.TFLITE_EVALUATION_FILE_NAME))
     shipped = tflite_within_tolerance(tflite, tolerance)
-    exclude = [os.path.join(features.TFLITE_DIR, values["file"]) for quantization, values in
+    exclude = [posixpath.join(features.TFLITE_DIR, values["file"]) for quantization, values in
                (tflite or {}).get("tflite", {}).items() if not shipped.get(quantization)]
     if exclude:
         logging.warning("TFLite files outside the %.3f accuracy tolerance are not pushed: %s", tolerance, exclude)
@@ -60,7 +64,11 @@ def push_blessed_model(model_dir: str, serving_dir: str, report: Optional[Dict],
         return {features.MODEL_CARD_FILE_NAME: model_card.render_model_card(version, model_info, report, tflite,
                                                                             shipped)}
 
-    return push.push_model(model_dir, serving_dir, exclude=exclude, extra_files=card, copy_file=copy_file)
+    serving = ServingDir(serving_dir)
+    result = serving.push(model_dir, exclude=exclude, extra_files=card, copy_file=copy_file)
+    if rollback.ensure_config(serving):
+        logging.info("Wrote TF Serving's model config %s (newest versions served).", serving.config_path)
+    return result
 
 
 class Executor(pusher_executor.Executor):

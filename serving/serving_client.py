@@ -39,15 +39,20 @@ def local_predictor(version_dir: str, signature: str = features.SERVING_SIGNATUR
     return predict
 
 
-def rest_url(base_url: str, model_name: str, version: Optional[int] = None) -> str:
-    versioned = f"/versions/{version}" if version is not None else ""
-    return f"{base_url.rstrip('/')}/v1/models/{model_name}{versioned}:predict"
+def rest_url(base_url: str, model_name: str, version: Optional[int] = None, label: Optional[str] = None) -> str:
+    """TF Serving's REST predict URL (tensorflow_serving/model_servers/http_rest_api_util.cc, the predict path regex:
+    /v1/models/<name>[/versions/<version> | /labels/<label>]:predict)."""
+    if version is not None and label:
+        raise ValueError("Address a version or a label, not both.")
+    addressed = f"/versions/{version}" if version is not None else f"/labels/{label}" if label else ""
+    return f"{base_url.rstrip('/')}/v1/models/{model_name}{addressed}:predict"
 
 
 def rest_predictor(base_url: str, model_name: str, version: Optional[int] = None,
-                   signature: str = features.SERVING_SIGNATURE, timeout_s: float = DEFAULT_TIMEOUT_S) -> Predictor:
-    """POST /v1/models/<name>[/versions/<v>]:predict, images as {"b64": ...} instances (row format)."""
-    url = rest_url(base_url, model_name, version)
+                   signature: str = features.SERVING_SIGNATURE, timeout_s: float = DEFAULT_TIMEOUT_S,
+                   label: Optional[str] = None) -> Predictor:
+    """POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict, images as {"b64": ...} instances (row format)."""
+    url = rest_url(base_url, model_name, version, label)
 
     def predict(images: List[bytes]) -> Dict[str, np.ndarray]:
         body = json.dumps({"signature_name": signature,
@@ -81,8 +86,12 @@ def _decoded(values):
 
 
 def grpc_predictor(target: str, model_name: str, version: Optional[int] = None,
-                   signature: str = features.SERVING_SIGNATURE, timeout_s: float = DEFAULT_TIMEOUT_S) -> Predictor:
-    """tensorflow_serving.apis PredictionService.Predict on host:port (plaintext, as TF Serving's port 8500)."""
+                   signature: str = features.SERVING_SIGNATURE, timeout_s: float = DEFAULT_TIMEOUT_S,
+                   label: Optional[str] = None) -> Predictor:
+    """tensorflow_serving.apis PredictionService.Predict on host:port (plaintext, as TF Serving's port 8500);
+    a version or a label goes into ModelSpec's `version_choice` oneof (tensorflow_serving/apis/model.proto)."""
+    if version is not None and label:
+        raise ValueError("Address a version or a label, not both.")
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -96,6 +105,8 @@ def grpc_predictor(target: str, model_name: str, version: Optional[int] = None,
         request.model_spec.signature_name = signature
         if version is not None:
             request.model_spec.version.value = version
+        elif label:
+            request.model_spec.version_label = label
         request.inputs[features.IMAGE_KEY].CopyFrom(tf.make_tensor_proto(images, dtype=tf.string))
         with grpc.insecure_channel(target, options=options) as channel:
             try:
