@@ -5,15 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench bench-trainer venv browser lint constraints clean
+.PHONY: demo test test-fast bench bench-trainer venv browser prometheus lint constraints clean
 
 demo: $(STAMP)  ## Install, build the offline demo data set and run the whole pipeline on it.
 	$(BIN)/imagepipe demo
 
-test: $(STAMP) browser  ## Install and run the test suite (slow tests included: this is what CI runs).
+test: $(STAMP) browser prometheus  ## Install and run the test suite (slow tests included: this is what CI runs).
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) browser  ## Unit tests only: skips the end-to-end pipeline runs.
+test-fast: $(STAMP) browser prometheus  ## Unit tests only: skips the end-to-end pipeline runs.
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## Every benchmark, one after the other (about an hour on 2 cores); writes bench/RESULTS.md.
@@ -40,6 +40,20 @@ browser:
 	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || \
 	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; }
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing and could not be installed (apt-get, as root)"; exit 1; }
+
+# The alert rules and the dashboard are checked by Debian's real Prometheus, promtool and Pushgateway
+# (tests/test_alerts.py, tests/test_monitoring_e2e.py); the tests start them on 127.0.0.1 free ports and stop
+# them. Installed like chromium: only when missing. Debian's packages start no service in a container.
+PROMETHEUS_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-pushgateway
+prometheus:
+	@for binary in $(PROMETHEUS_BINARIES); do test -x $$binary || missing=1; done; \
+	  test -z "$$missing" || { \
+	  echo "Installing Debian's prometheus and prometheus-pushgateway for the monitoring tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway; }; }
+	@for binary in $(PROMETHEUS_BINARIES); do \
+	  test -x $$binary || { echo "$$binary is missing and could not be installed (apt-get, as root)"; exit 1; }; done
 
 # The venv is rebuilt when the package's requirements or the pinned set change.
 $(STAMP): setup.py constraints.txt tools/find-python3.10

@@ -1,4 +1,5 @@
 """Every manifest under k8s/ against Kubernetes' OpenAPI schemas, and the policies serving must meet."""
+import json
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -6,9 +7,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.prometheus_servers import promtool
+
 K8S_DIR = Path(__file__).resolve().parent.parent / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+# Custom resources Kubernetes' own schemas do not know; each is checked by its own test below.
+CUSTOM_KINDS = {"PrometheusRule"}
 
 
 def kustomization_resources() -> List[Path]:
@@ -21,10 +26,11 @@ def documents() -> List[Dict]:
             for document in yaml.safe_load_all(path.read_text()) if document]
 
 
-def pod_specs() -> Iterator[Dict]:
+def pod_specs(kinds=POD_TEMPLATE_KINDS | {"CronJob"}) -> Iterator[Dict]:
     for document in documents():
-        if document["kind"] in POD_TEMPLATE_KINDS:
-            yield document["spec"]["template"]["spec"]
+        if document["kind"] in kinds:
+            spec = document["spec"]["jobTemplate"]["spec"] if document["kind"] == "CronJob" else document["spec"]
+            yield spec["template"]["spec"]
 
 
 def test_every_yaml_file_is_listed_in_the_kustomization():
@@ -33,7 +39,8 @@ def test_every_yaml_file_is_listed_in_the_kustomization():
     assert on_disk == listed, on_disk ^ listed
 
 
-@pytest.mark.parametrize("document", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+@pytest.mark.parametrize("document", [d for d in documents() if d["kind"] not in CUSTOM_KINDS],
+                         ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
 def test_manifest_matches_the_kubernetes_schema(document):
     kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
@@ -58,6 +65,8 @@ def test_containers_have_resources_and_probes():
         for container in spec["containers"]:
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), container["name"]
+    for spec in pod_specs({"Deployment", "StatefulSet", "DaemonSet"}):  # Servers; a job's pod has nothing to probe.
+        for container in spec["containers"]:
             for probe in ("readinessProbe", "livenessProbe"):
                 assert container[probe]["httpGet"]["path"] == "/v1/models/imagepipe", probe
 
@@ -72,7 +81,7 @@ def test_no_secrets_or_credentials_in_any_manifest():
 def test_serving_exposes_prometheus_metrics_where_the_scrape_annotations_point():
     (deployment,) = [d for d in documents() if d["kind"] == "Deployment"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    (config,) = [d for d in documents() if d["kind"] == "ConfigMap"]
+    (config,) = [d for d in documents() if d["metadata"]["name"] == "imagepipe-serving-config"]
     assert f'path: "{annotations["prometheus.io/path"]}"' in config["data"]["monitoring.config"]
     assert "model_version_policy" in config["data"]["models.config"]
 
@@ -82,3 +91,21 @@ def test_namespace_is_default_deny():
     (deny,) = [p for p in policies if p["metadata"]["name"] == "default-deny-all"]
     assert deny["spec"]["podSelector"] == {} and set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+
+
+def test_grafana_sidecar_loads_the_dashboard_configmap():
+    (configmap,) = [d for d in documents() if d["metadata"]["name"] == "imagepipe-grafana-dashboard"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    ((name, text),) = configmap["data"].items()
+    dashboard = json.loads(text)
+    assert name.endswith(".json") and dashboard["uid"] == "imagepipe" and dashboard["panels"]
+
+
+def test_prometheus_rule_holds_groups_promtool_accepts(tmp_path):
+    """The operator's PrometheusRule carries the plain rules file's groups; promtool checks them as such."""
+    (rule,) = [d for d in documents() if d["kind"] == "PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and set(rule["spec"]) == {"groups"}
+    rules_file = tmp_path / "from-prometheusrule.yml"
+    rules_file.write_text(yaml.safe_dump(rule["spec"]))
+    result = promtool("check", "rules", str(rules_file))
+    assert result.returncode == 0, result.stdout + result.stderr
