@@ -30,13 +30,20 @@ class ImageExampleGen(FileBasedExampleGen):
     def __init__(self, input_base: str, eval_percent: int = 20,
                  max_pixels: int = image_tree.DEFAULT_MAX_PIXELS,
                  max_bytes: int = image_tree.DEFAULT_MAX_BYTES,
-                 span_folder: Optional[str] = None):
+                 span_folder: Optional[str] = None,
+                 max_stored_side: int = image_tree.DEFAULT_MAX_STORED_SIDE,
+                 read_threads: int = 0):
         """`span_folder`, e.g. "span-{SPAN}" or "{SPAN}": the tree is `<input_base>/<span folder>/<class>/...`
-        and the driver picks the newest span (TFX's ExampleGen ingests one span per run)."""
+        and the driver picks the newest span (TFX's ExampleGen ingests one span per run).
+        `max_stored_side`: larger images are stored downscaled to this long side (0 keeps originals).
+        `read_threads`: threads reading and decoding files per Beam worker (0: one per core)."""
         if not 1 <= eval_percent <= 99:
             raise ValueError(f"eval_percent must be between 1 and 99, got {eval_percent}.")
         if max_pixels < 1 or max_bytes < 1:
             raise ValueError("max_pixels and max_bytes must be positive.")
+        if max_stored_side < 0 or read_threads < 0:
+            raise ValueError(f"max_stored_side and read_threads must be 0 or positive, got {max_stored_side} "
+                             f"and {read_threads}.")
         input_config = example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="images", pattern=input_pattern(span_folder))])
         # Split membership comes from a hash of each file's content; these buckets give the ratio.
@@ -45,9 +52,10 @@ class ImageExampleGen(FileBasedExampleGen):
             example_gen_pb2.SplitConfig.Split(name=image_tree.EVAL_SPLIT, hash_buckets=eval_percent),
         ]))
         custom_config = example_gen_pb2.CustomConfig()
-        limits = struct_pb2.Struct()
-        limits.update({"max_pixels": max_pixels, "max_bytes": max_bytes})
-        custom_config.custom_config.Pack(limits)
+        settings = struct_pb2.Struct()
+        settings.update({"max_pixels": max_pixels, "max_bytes": max_bytes, "max_stored_side": max_stored_side,
+                       executor.READ_THREADS_KEY: read_threads})
+        custom_config.custom_config.Pack(settings)
         super().__init__(input_base=input_base, input_config=input_config, output_config=output_config,
                          custom_config=custom_config)
 

@@ -5,9 +5,13 @@ Besides the Split-* folders that every ExampleGen writes, the output artifact's 
 normalized with its reason, duplicate groups) and `quarantine.jsonl` (the quarantine manifest: one line per
 quarantined file with its URI and reason). The counts are also custom properties of the Examples artifact.
 """
+import concurrent.futures
 import json
 import logging
+import os
 import posixpath
+import threading
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
@@ -21,14 +25,26 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.ingestion import image_tree
+from components.spans import resolution
 
 REPORT_FILE_NAME = "ingestion_report.json"
 QUARANTINE_FILE_NAME = "quarantine.jsonl"
-LIMIT_KEYS = ("max_pixels", "max_bytes")
+LIMIT_KEYS = ("max_pixels", "max_bytes", "max_stored_side")
+READ_THREADS_KEY = "read_threads"  # 0: one per core of the worker.
 _QUARANTINED, _IGNORED, _DUPLICATE_GROUPS, _NORMALIZED = "quarantined", "ignored", "duplicate_groups", "normalized"
 # The input pattern names the files of the class folders, so the driver's fingerprint (which decides
 # whether a cached run is reused) changes when files are added, removed or rewritten in them.
 IMAGE_FILES_PATTERN = "*/*"
+# Files are read and checked by this many threads per Beam worker: Pillow releases the GIL while it decodes,
+# resizes and encodes (ImagingSectionEnter in its C decoders), and so do hashlib and file reads, so threads
+# use the cores without a process per worker (each of which would import TensorFlow). bench/bench_photos.py
+# measures this against Beam's multi_processing mode.
+DEFAULT_READ_THREADS = os.cpu_count() or 1
+# Files handed to the thread pool at once: enough to keep every thread busy, few enough to bound the
+# memory of decoded images in flight.
+_FILES_PER_BATCH = 16
+# Progress lines at most this often: visible on a long run, without flooding the log.
+PROGRESS_LOG_SECONDS = 15.0
 
 
 def tree_root(input_base: str, pattern: str) -> str:
@@ -67,29 +83,87 @@ class _ListClassFolder(beam.DoFn):
         yield beam.pvalue.TaggedOutput(_REPORT, (_LISTED, listed))
 
 
+class Progress:
+    """Files done of the total, rate and time left, logged at most every `interval` seconds (thread-safe).
+
+    Each Beam worker counts the files it checked; on the local runner that is all of them."""
+
+    def __init__(self, total: int, interval: float = PROGRESS_LOG_SECONDS, clock=time.monotonic):
+        self._total, self._interval, self._clock = total, interval, clock
+        self._done = self._done_when_logged = 0
+        self._started = self._last_logged = clock()
+        self._lock = threading.Lock()
+
+    def add(self, count: int = 1) -> Optional[str]:
+        """Counts `count` files; returns the line it logged, if it was time for one (each interval with
+        progress, and when the last file is done)."""
+        with self._lock:
+            self._done += count
+            now = self._clock()
+            due = now - self._last_logged >= self._interval or self._done >= self._total
+            if not due or self._done == self._done_when_logged:
+                return None
+            self._last_logged, self._done_when_logged = now, self._done
+            line = self.line(now)
+        logging.info(line)
+        return line
+
+    def line(self, now: float) -> str:
+        rate = self._done / max(now - self._started, 1e-9)
+        left = max(self._total - self._done, 0) / rate if rate else float("inf")
+        share = 100.0 * self._done / self._total if self._total else 100.0
+        return (f"ImageExampleGen: {self._done} of {self._total} files checked ({share:.0f}%), "
+                f"{rate:.1f} files/s, about {_duration(left)} left")
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "? s"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
 class _ReadAndCheck(beam.DoFn):
-    """Reads one file. Main output: (sha256, candidate) for the duplicate check; report records for the
-    files that are quarantined or ignored, with their reason."""
+    """Reads and checks a batch of files on a thread pool. Main output: (sha256, candidate) for the
+    duplicate check; report records for the files that are quarantined or ignored, with their reason."""
 
-    def __init__(self, limits: image_tree.Limits):
+    def __init__(self, limits: image_tree.Limits, threads: int = DEFAULT_READ_THREADS):
         self._limits = limits
+        self._threads = threads
+        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._progress: Optional[Progress] = None
 
-    def process(self, item: Tuple[str, str, bool, Optional[str]]):
+    def setup(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="ImageExampleGen")
+
+    def teardown(self):
+        if self._pool:
+            self._pool.shutdown()
+
+    def process(self, batch: List[Tuple[str, str, bool, Optional[str]]], files_listed: int):
+        if self._progress is None:
+            self._progress = Progress(files_listed)
+        # map() keeps the batch's order and re-raises any unexpected error here, failing the run.
+        for counter, output in self._pool.map(self._check_one, batch):
+            if counter:  # Beam's metrics container is per thread: counted here, not in the pool's threads.
+                beam.metrics.Metrics.counter("ImageExampleGen", counter).inc()
+            yield output
+        self._progress.add(len(batch))
+
+    def _check_one(self, item: Tuple[str, str, bool, Optional[str]]) -> Tuple[Optional[str], Any]:
+        """(counter name or None, output) of one file."""
         class_name, path, is_candidate, forced_split = item
         if not is_candidate:
-            beam.metrics.Metrics.counter("ImageExampleGen", "ignored").inc()
-            yield beam.pvalue.TaggedOutput(_REPORT, (_IGNORED, {
+            return "ignored", beam.pvalue.TaggedOutput(_REPORT, (_IGNORED, {
                 "uri": path, "class": class_name, "reason": "hidden_or_not_an_image_name"}))
-            return
         try:
             checked = image_tree.check_image(image_tree.read_file(path, self._limits), self._limits)
         except image_tree.RejectedImage as rejected:
-            beam.metrics.Metrics.counter("ImageExampleGen", f"quarantined_{rejected.reason}").inc()
-            yield beam.pvalue.TaggedOutput(_REPORT, (_QUARANTINED, {
+            return f"quarantined_{rejected.reason}", beam.pvalue.TaggedOutput(_REPORT, (_QUARANTINED, {
                 "uri": path, "class": class_name, "reason": rejected.reason, "detail": rejected.detail}))
-            return
         example = image_tree.make_example(checked, class_name, path)
-        yield checked.sha256, (path, class_name, forced_split, checked.normalizations, example.SerializeToString())
+        return None, (checked.sha256, (path, class_name, forced_split, checked.normalizations,
+                                       example.SerializeToString()))
 
 
 class _ResolveDuplicates(beam.DoFn):
@@ -235,13 +309,14 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
+        exec_properties = resolution.resolve_like_the_driver(exec_properties)  # KFP OSS runs no driver.
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
         split_names = utils.generate_output_split_names(input_config, output_config)
         eval_buckets, total_buckets = _eval_and_total_buckets(output_config)
-        limits = _limits_from(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
+        limits, read_threads = _settings_from(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
 
         root = tree_root(exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern)
         folders = image_tree.class_folders(root)
@@ -254,6 +329,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         # The driver records the span only as a custom property; as the artifact's `span` property it is
         # copied by StatisticsGen onto the statistics, where the validation gate finds the previous span.
         examples_artifact.span = int(exec_properties.get(utils.SPAN_PROPERTY_NAME) or 0)
+        resolution.record_on_examples(examples_artifact, exec_properties)
         report_path = posixpath.join(examples_artifact.uri, REPORT_FILE_NAME)
 
         with self._make_beam_pipeline() as pipeline:
@@ -263,11 +339,19 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 | "ClassFolders" >> beam.Create([(f.class_name, f.path, f.split) for f in folders], reshuffle=False)
                 | "ListFiles" >> beam.ParDo(_ListClassFolder()).with_outputs(_REPORT, main="files")
             )
+            files_listed = (
+                listing[_REPORT]
+                | "FilesListed" >> beam.Map(lambda record: record[1])
+                | "TotalListed" >> beam.CombineGlobally(sum)
+            )
             read = (
                 listing.files
                 # Spreads the files over workers: a listing is one element per class folder.
                 | "Redistribute" >> beam.Reshuffle()
-                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits)).with_outputs(_REPORT, main="candidates")
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=_FILES_PER_BATCH)
+                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits, read_threads),
+                                               files_listed=beam.pvalue.AsSingleton(files_listed)
+                                               ).with_outputs(_REPORT, main="candidates")
             )
             resolved = (
                 read.candidates
@@ -301,14 +385,17 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         _log_report(report, report_path)
 
 
-def _limits_from(custom_config_json: Optional[str]) -> image_tree.Limits:
+def _settings_from(custom_config_json: Optional[str]) -> Tuple[image_tree.Limits, int]:
+    """(limits, read threads) from the component's custom config."""
     if not custom_config_json:
-        return image_tree.Limits()
+        return image_tree.Limits(), DEFAULT_READ_THREADS
     custom_config = example_gen_pb2.CustomConfig()
     proto_utils.json_to_proto(custom_config_json, custom_config)
     values = struct_pb2.Struct()
     custom_config.custom_config.Unpack(values)
-    return image_tree.Limits(**{key: int(values[key]) for key in LIMIT_KEYS if key in values})
+    threads = int(values[READ_THREADS_KEY]) if READ_THREADS_KEY in values else 0
+    return (image_tree.Limits(**{key: int(values[key]) for key in LIMIT_KEYS if key in values}),
+            threads or DEFAULT_READ_THREADS)
 
 
 def _eval_and_total_buckets(output_config: example_gen_pb2.Output) -> Tuple[int, int]:

@@ -34,6 +34,13 @@ _ALPHA_BACKGROUND = (255, 255, 255)
 # Decompression-bomb guard: the pixel count is read from the header and checked before any decoding.
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# Stored-size policy: an example keeps at most this many pixels on its long side, enough for any input size
+# MobileNetV2 is trained at (up to 224, with room for larger models) without re-ingesting; 0 keeps originals.
+DEFAULT_MAX_STORED_SIDE = 1024
+# Downscaled JPEGs are stored as JPEG at this quality: a second lossy generation far below the change the
+# resize to the model's input size makes, at a fraction of a lossless copy's bytes.
+STORED_JPEG_QUALITY = 90
+DOWNSCALED_STEP = "downscaled"
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
@@ -53,13 +60,15 @@ class RejectedImage(Exception):
 class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
+    # Not a refusal limit: larger images are downscaled to it (0 keeps originals). See check_image.
+    max_stored_side: int = DEFAULT_MAX_STORED_SIDE
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckedImage:
     encoded: bytes  # JPEG or PNG bytes of an 8-bit RGB or grayscale image, ready for the in-graph decoder.
     source_format: str  # Format of the file as read ("JPEG", "PNG", "GIF", ...).
-    width: int  # After EXIF orientation: the image as stored in `encoded`.
+    width: int  # Of the file as read, after EXIF orientation (the stored copy may be downscaled).
     height: int
     channels: int  # Bands of the file as read: 1 grayscale/palette, 3 RGB, 4 RGBA/CMYK.
     byte_size: int  # Of the file as read.
@@ -159,11 +168,16 @@ def check_image(data: bytes, limits: Limits) -> CheckedImage:
     """Decodes the file fully (a truncated file fails here, not in training) and returns JPEG/PNG bytes of
     an 8-bit RGB or grayscale image with its metadata.
 
-    JPEG/PNG files that are already 8-bit RGB or grayscale and upright pass through byte for byte. All
-    else is re-encoded as PNG (lossless) after these steps, done here and not in Transform because the
-    in-graph decoder cannot do them, or does them in a way that changes what the image shows:
-    EXIF orientation applied; first frame of an animation; palette expanded; CMYK converted to RGB;
-    alpha composited onto white; 16-bit samples scaled to 8 bits.
+    JPEG/PNG files that are already 8-bit RGB or grayscale, upright and within `limits.max_stored_side`
+    pass through byte for byte. All else is re-encoded after these steps: EXIF orientation applied; first
+    frame of an animation; palette expanded; CMYK converted to RGB; alpha composited onto white; 16-bit
+    samples scaled to 8 bits; downscaled (Lanczos) to `max_stored_side` on the long side. A downscaled
+    JPEG is stored as JPEG, everything else as PNG (lossless). The served model's Transform graph does the
+    same to the files clients send (components/transform/image_decoding.py).
+
+    A JPEG larger than needed is decoded at a reduced scale by libjpeg (Pillow's `draft`: 1/2, 1/4 or 1/8,
+    never below the stored size), which is several times faster; libjpeg still reads the whole
+    entropy-coded stream, so a truncated or corrupt file is refused all the same.
     """
     if not data:
         raise RejectedImage("empty_file", "the file has no bytes")
@@ -177,10 +191,18 @@ def check_image(data: bytes, limits: Limits) -> CheckedImage:
                 raise RejectedImage("too_many_pixels", f"{width}x{height} > limit {limits.max_pixels} pixels")
             source_format = image.format or "UNKNOWN"
             channels = len(image.getbands())
+            stored_size = _stored_size((width, height), limits.max_stored_side)
+            downscale = stored_size != (width, height)
+            if downscale and source_format == "JPEG":
+                image.draft(image.mode, stored_size)  # Never below stored_size (PIL/JpegImagePlugin.py).
             image.load()  # The first frame of an animation.
             normalized, steps = _normalize(image, source_format, _png_bit_depth(data))
-            encoded = data if not steps else _encode_png(normalized)
-            width, height = normalized.size
+            width, height = (height, width) if _swaps_sides(image) else (width, height)
+            if downscale:
+                normalized = normalized.resize(_stored_size((width, height), limits.max_stored_side),
+                                               Image.Resampling.LANCZOS)
+                steps.append(DOWNSCALED_STEP)
+            encoded = data if not steps else _encode(normalized, source_format, DOWNSCALED_STEP in steps)
     except RejectedImage:
         raise
     except UnidentifiedImageError as error:
@@ -192,6 +214,21 @@ def check_image(data: bytes, limits: Limits) -> CheckedImage:
     return CheckedImage(encoded=encoded, source_format=source_format, width=width, height=height,
                         channels=channels, byte_size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                         normalizations=tuple(steps))
+
+
+def _stored_size(size: Tuple[int, int], max_stored_side: int) -> Tuple[int, int]:
+    """(width, height) scaled so that the long side is at most `max_stored_side` (0: unchanged)."""
+    width, height = size
+    long_side = max(width, height)
+    if not max_stored_side or long_side <= max_stored_side:
+        return size
+    scale = max_stored_side / long_side
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _swaps_sides(image: Image.Image) -> bool:
+    """EXIF orientations 5-8 turn the stored image by 90 degrees."""
+    return image.getexif().get(_EXIF_ORIENTATION_TAG, 1) in (5, 6, 7, 8)
 
 
 def _png_bit_depth(data: bytes) -> Optional[int]:
@@ -229,11 +266,13 @@ def _normalize(image: Image.Image, source_format: str, png_bit_depth: Optional[i
 
 
 def _scale_16_bit_to_8_bit(image: Image.Image) -> Image.Image:
-    """Pillow's own conversion of 16-bit grayscale clips at 255; this scales 0..65535 onto 0..255."""
+    """Pillow's own conversion of 16-bit grayscale clips at 255; this keeps the high byte (0..65535 onto
+    0..255), as Pillow does for 16-bit RGB(A) and TensorFlow's uint8 decode_png does for every 16-bit PNG
+    (libpng's png_set_strip_16), so the served model sees the same 8 bits for the original file."""
     if not image.mode.startswith("I"):
         return image  # 16-bit RGB(A) PNGs are already read as 8-bit by Pillow (high byte).
     samples = np.asarray(image, dtype=np.uint32)
-    return Image.fromarray(((samples * 255 + 32767) // 65535).clip(0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray((samples >> 8).clip(0, 255).astype(np.uint8), mode="L")
 
 
 def _composite_on_white(image: Image.Image) -> Image.Image:
@@ -242,9 +281,13 @@ def _composite_on_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _encode_png(image: Image.Image) -> bytes:
+def _encode(image: Image.Image, source_format: str, downscaled: bool) -> bytes:
+    """A downscaled JPEG stays a JPEG (its source was lossy already); everything else is stored losslessly."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    if downscaled and source_format == "JPEG":
+        image.save(buffer, format="JPEG", quality=STORED_JPEG_QUALITY)
+    else:
+        image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features
+from components.transform import image_decoding
 
 DEFAULT_IMAGE_SIZE = 224
 
@@ -16,12 +17,13 @@ DEFAULT_IMAGE_SIZE = 224
 def decode_and_scale(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """Decodes one encoded image to float32 [image_size, image_size, 3] in [-1, 1].
 
-    decode_image reads JPEG, PNG, GIF (first frame) and BMP, and `channels=3` turns grayscale into RGB.
-    The scaling is MobileNetV2's own preprocess_input (x / 127.5 - 1), not the [0, 1] rescale of the
-    classic Keras recipe, which feeds the pretrained base inputs it never saw.
+    decode_upright_rgb reads JPEG, PNG, GIF (first frame) and BMP as upright RGB, applying a JPEG's EXIF
+    orientation and compositing alpha onto white as ingestion does, so a sideways or transparent file sent
+    to the served model is seen as training saw it. The scaling is MobileNetV2's own preprocess_input
+    (x / 127.5 - 1), not the [0, 1] rescale of the classic Keras recipe, which feeds the pretrained base
+    inputs it never saw.
     """
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
+    image = image_decoding.decode_upright_rgb(encoded)
     image = tf.image.resize(image, [image_size, image_size], method=tf.image.ResizeMethod.BILINEAR, antialias=True)
     return image / 127.5 - 1.0
 
