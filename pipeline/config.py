@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from components.ingestion.image_tree import DEFAULT_MAX_STORED_SIDE
 from components.trainer.hparams import TrainingConfig
 from components.validation.gate import GateSettings
 
@@ -69,12 +70,16 @@ class PipelineConfig:
     drift_check: bool = True
     # A folder name with {SPAN} (e.g. "span-{SPAN}"): data_root holds one tree per span, the newest is used.
     span_folder: Optional[str] = None
+    # Ingestion stores images downscaled to at most this long side (0 keeps originals); see image_tree.
+    max_stored_side: int = DEFAULT_MAX_STORED_SIDE
 
     def __post_init__(self):
         if self.baseline not in BASELINE_SOURCES:
             raise ValueError(f"baseline must be one of {BASELINE_SOURCES}, got {self.baseline!r}.")
         if not 1 <= self.eval_percent <= 99:
             raise ValueError(f"eval_percent must be between 1 and 99, got {self.eval_percent}.")
+        if self.max_stored_side < 0:
+            raise ValueError(f"max_stored_side must be 0 (keep originals) or positive, got {self.max_stored_side}.")
         if not self.pipeline_name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"pipeline_name may hold letters, digits, '-' and '_' only, got {self.pipeline_name!r}.")
 

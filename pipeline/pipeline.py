@@ -47,7 +47,7 @@ def create_baseline(config: PipelineConfig, candidate_model: tfx.dsl.Channel):
 def create_components(config: PipelineConfig) -> List:
     code_version = components_fingerprint()
     example_gen = ImageExampleGen(input_base=config.data_root, eval_percent=config.eval_percent,
-                                  span_folder=config.span_folder)
+                                  span_folder=config.span_folder, max_stored_side=config.max_stored_side)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(config.schema_dir, SCHEMA_FILE_NAME))
     # Semantic-domain statistics add TFDV's image statistics (format histogram, largest size) to image_bytes.
     statistics_gen = tfx.components.StatisticsGen(
