@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from components.quality.assessment import QualitySettings
 from components.ingestion.image_tree import DEFAULT_MAX_STORED_SIDE
 from components.trainer.hparams import TrainingConfig
 from components.validation.gate import GateSettings
@@ -72,6 +73,8 @@ class PipelineConfig:
     span_folder: Optional[str] = None
     # Ingestion stores images downscaled to at most this long side (0 keeps originals); see image_tree.
     max_stored_side: int = DEFAULT_MAX_STORED_SIDE
+    # Data quality (components/quality): suspect labels, near-duplicate leaks, outliers. None: no such stage.
+    quality: Optional[QualitySettings] = dataclasses.field(default_factory=QualitySettings)
 
     def __post_init__(self):
         if self.baseline not in BASELINE_SOURCES:

@@ -67,6 +67,7 @@ DEFAULT_RESOURCES: Mapping[str, TaskResources] = {
     "ExampleValidator": TaskResources(cpu=1, memory_gb=2),
     "DataValidationGate": TaskResources(cpu=1, memory_gb=2),
     "Transform": TaskResources(cpu=4, memory_gb=16),
+    "DataQuality": TaskResources(cpu=4, memory_gb=16),
     "Trainer": TaskResources(cpu=8, memory_gb=32),
     LATEST_PUSHED_MODEL_ID: TaskResources(cpu=0.5, memory_gb=1),
     "Evaluator": TaskResources(cpu=4, memory_gb=16),

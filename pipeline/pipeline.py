@@ -16,6 +16,8 @@ from components.evaluation.component import GatedEvaluator
 from components.evaluation.eval_config import build_eval_config
 from components.ingestion.component import ImageExampleGen
 from components.pusher.component import TFLITE_TOLERANCE_KEY, VersionedPusher
+from components.quality.component import DataQuality
+from components.quality.executor import FILTERED_EXAMPLES_KEY
 from components.validation.component import DataValidationGate
 from components.validation.previous_statistics import RecentStatisticsStrategy
 from components.trainer.run import TRAINING_CONFIG_KEY
@@ -78,9 +80,16 @@ def create_components(config: PipelineConfig) -> List:
     )
     # Nothing is analyzed or trained before the data has been validated.
     transform.add_upstream_node(validation_gate)
+    # Data quality (suspect labels, near-duplicate leaks, outliers) on the base's features, before training:
+    # the Trainer and the Evaluator read its filtered examples (leaking eval copies removed).
+    quality = DataQuality(
+        examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
+        training=config.training, settings=config.quality, code_version=code_version,
+    ) if config.quality is not None else None
+    examples = quality.outputs[FILTERED_EXAMPLES_KEY] if quality is not None else example_gen.outputs["examples"]
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
@@ -92,7 +101,7 @@ def create_components(config: PipelineConfig) -> List:
     # TFX's Evaluator and Pusher with our executors (a blessing report; atomic integer versions), kept
     # under their usual ids.
     evaluator = GatedEvaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs[BASELINE_OUTPUT_KEYS[config.baseline]],
         example_splits=["eval"],
@@ -109,7 +118,8 @@ def create_components(config: PipelineConfig) -> List:
     data_validation = [statistics_gen, schema_gen, example_validator, validation_gate]
     if previous_statistics is not None:
         data_validation.append(previous_statistics)
-    return [example_gen, *data_validation, transform, trainer, baseline, evaluator, pusher]
+    return [example_gen, *data_validation, transform, *([quality] if quality is not None else []), trainer,
+            baseline, evaluator, pusher]
 
 
 def create_pipeline(config: PipelineConfig,

@@ -120,7 +120,7 @@ def test_groups_are_connected_components_of_similar_pairs():
 
 def test_features_alone_need_the_perceptual_cross_check():
     features = np.array([[1.0, 0.0], [1.0, 0.001], [0.0, 1.0]])
-    # Thumbnails correlating at 0.96: above the cross-check (0.95), below perceptual similarity alone (0.998).
+    # Thumbnails correlating at 0.96: above the cross-check (0.95), below perceptual similarity alone (0.995).
     same_picture = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0]])
     different_pictures = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     rule = near_duplicates.DuplicateRule()
@@ -198,3 +198,13 @@ def test_settings_are_checked():
         assessment.QualitySettings(near_duplicate_leaks="delete")
     with pytest.raises(ValueError, match="max_label_noise"):
         assessment.QualitySettings(max_label_noise=1.5)
+
+
+def test_a_class_too_small_for_k_fold_skips_the_label_check_only():
+    features, ids = blobs(per_class=4)
+    labels = list(np.array(["a", "b", "c"])[ids])[:9]  # Class "c" keeps one example.
+    splits = ["train"] * 9
+    signatures = np.vstack([np.eye(9, 32)])
+    result = assessment.assess(features[:9], signatures, assessment_table(labels, splits), assessment.QualitySettings())
+    assert result.suspects == [] and result.summary["folds"] == 0
+    assert result.summary["label_check"].startswith("skipped: Out-of-fold probabilities need at least 2 examples")

@@ -25,9 +25,9 @@ class QualitySettings:
 
     folds: int = 5  # K of the out-of-fold heads.
     # Near-duplicates (see near_duplicates.py for the rule and the measurements behind these values).
-    feature_similarity: float = 0.99
-    perceptual_similarity: float = 0.998
-    perceptual_crosscheck: float = 0.95
+    feature_similarity: float = near_duplicates.DuplicateRule.feature_similarity
+    perceptual_similarity: float = near_duplicates.DuplicateRule.perceptual_similarity
+    perceptual_crosscheck: float = near_duplicates.DuplicateRule.perceptual_crosscheck
     # An image is an outlier when its nearest class is more than this many robust deviations away
     # (on the digits demo the farthest genuine image scored 5.0).
     outlier_z: float = 6.0
@@ -85,9 +85,18 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
     class_names = sorted(set(table.labels))
     class_ids = np.array([class_names.index(label) for label in table.labels])
     num_classes = len(class_names)
-    probabilities = confident_learning.out_of_fold_probabilities(features, class_ids, num_classes, settings.folds,
-                                                                 settings.seed)
-    issues = confident_learning.find_label_issues(probabilities, class_ids)
+    try:
+        folds = confident_learning.usable_folds(class_ids, settings.folds)
+    except ValueError as error:  # A class too small for K-fold: the other checks still run, and say so.
+        folds, label_check = 0, f"skipped: {error}"
+    if folds:
+        probabilities = confident_learning.out_of_fold_probabilities(features, class_ids, num_classes, folds,
+                                                                     settings.seed)
+        issues = confident_learning.find_label_issues(probabilities, class_ids)
+        label_check = "done"
+    else:
+        probabilities = np.full((len(class_ids), num_classes), 1.0 / max(num_classes, 1))
+        issues = confident_learning.find_label_issues(np.eye(num_classes)[class_ids], class_ids)
     suspects = [_example(table, int(index), given_class=table.labels[index],
                          suggested_class=class_names[int(suggested)], score=round(float(score), 4))
                 for index, suggested, score in zip(issues.suspects, issues.suggested, issues.scores)]
@@ -112,8 +121,9 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
     summary = {
         "examples": len(table.uris),
         "classes": class_names,
-        "folds": confident_learning.usable_folds(class_ids, settings.folds),
-        "out_of_fold_accuracy": round(float((probabilities.argmax(axis=1) == class_ids).mean()), 4),
+        "label_check": label_check,
+        "folds": folds,
+        "out_of_fold_accuracy": round(float((probabilities.argmax(axis=1) == class_ids).mean()), 4) if folds else None,
         "suspect_labels": len(suspects),
         "estimated_label_noise": round(issues.noise_rate, 4),
         "estimated_label_noise_per_class": {name: round(float(rate), 4)

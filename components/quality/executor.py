@@ -1,0 +1,140 @@
+"""Executor of DataQuality: reads the examples, featurizes them with the Trainer's code, assesses them
+(assessment.py), writes the findings and the filtered examples, and stops the run on a broken limit."""
+import json
+import logging
+import posixpath
+from typing import Any, Dict, Iterable, List, Set
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.quality import assessment, examples_io
+from components.trainer.hparams import TrainingConfig
+from components.trainer.serving import read_class_names
+
+EXAMPLES_KEY = "examples"
+TRANSFORM_GRAPH_KEY = "transform_graph"
+FILTERED_EXAMPLES_KEY = "filtered_examples"
+QUALITY_KEY = "quality"
+SETTINGS_KEY = "settings"
+TRAINING_CONFIG_KEY = "training_config"
+CODE_VERSION_KEY = "code_version"
+
+SUMMARY_FILE_NAME = "quality_summary.json"
+SUSPECTS_FILE_NAME = "suspect_labels.jsonl"
+NEAR_DUPLICATES_FILE_NAME = "near_duplicates.jsonl"
+OUTLIERS_FILE_NAME = "outliers.jsonl"
+THUMBNAIL_DIR = "thumbnails"
+# How many of each finding get a thumbnail (the report shows these; the JSONL files list them all).
+SHOWN_SUSPECTS, SHOWN_GROUPS, SHOWN_OUTLIERS = 24, 12, 12
+# ExampleGen's format properties, copied so that TFX's readers of the filtered examples see the same format.
+_FORMAT_PROPERTIES = ("payload_format", "file_format")
+
+
+class Executor(base_executor.BaseExecutor):
+    """Raises assessment.DataQualityError, after writing every finding, when a limit is broken."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        settings = assessment.QualitySettings.from_json_dict(json.loads(exec_properties[SETTINGS_KEY]))
+        config = TrainingConfig.from_json_dict(json.loads(exec_properties[TRAINING_CONFIG_KEY]))
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        tft_output = tft.TFTransformOutput(artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY]))
+        splits = artifact_utils.decode_split_names(examples.split_names)
+
+        read = examples_io.read_examples(examples.uri, splits)
+        logging.info("Data quality: featurizing %d examples with the Trainer's base (%dx%d, weights %s)",
+                     len(read.table.uris), config.image_size, config.image_size, config.weights)
+        features = examples_io.featurize_examples(read.files, splits, tft_output, config,
+                                                  len(read_class_names(tft_output)))
+        result = assessment.assess(features, read.signatures, read.table, settings)
+
+        quality = artifact_utils.get_single_instance(output_dict[QUALITY_KEY])
+        filtered = artifact_utils.get_single_instance(output_dict[FILTERED_EXAMPLES_KEY])
+        thumbnail_dir = posixpath.join(quality.uri, THUMBNAIL_DIR)
+        shown = _shown_indices(result)
+        counts = examples_io.write_filtered(read, splits, filtered.uri, result.dropped, shown, thumbnail_dir)
+        _attach_thumbnails(result, shown)
+        result.summary["examples_kept_per_split"] = {split: kept for split, (kept, _) in counts.items()}
+        result.summary["examples_dropped_per_split"] = {split: removed for split, (_, removed) in counts.items()}
+        _describe_filtered(filtered, examples, splits, counts)
+        violations = assessment.limit_violations(result.summary, settings)
+        result.summary["stopped_run"] = violations
+        _write_findings(quality, result)
+        _log(result.summary, quality.uri)
+        if violations:
+            raise assessment.DataQualityError("Data quality stops the run before training: " + "; ".join(violations)
+                                              + f" (findings in {quality.uri})")
+
+
+def _shown_indices(result: assessment.Assessment) -> Set[int]:
+    shown = {record["index"] for record in result.suspects[:SHOWN_SUSPECTS]}
+    shown |= {record["index"] for record in result.outliers[:SHOWN_OUTLIERS]}
+    for group in _groups_to_show(result.near_duplicate_groups):
+        shown |= {member["index"] for member in group["members"]}
+    return shown
+
+
+def _groups_to_show(groups: List[Dict]) -> List[Dict]:
+    """Leaks first (the dangerous case), then conflicting, then redundant groups."""
+    def rank(group):
+        return ("leak" not in group["kinds"], "conflicting" not in group["kinds"], group["group"])
+    return sorted(groups, key=rank)[:SHOWN_GROUPS]
+
+
+def _attach_thumbnails(result: assessment.Assessment, shown: Set[int]) -> None:
+    """Names each shown record's thumbnail, relative to the quality artifact."""
+    members = [member for group in result.near_duplicate_groups for member in group["members"]]
+    for record in [*result.suspects, *result.outliers, *members]:
+        if record["index"] in shown:
+            record["thumbnail"] = examples_io.thumbnail_path(THUMBNAIL_DIR, record["index"])
+
+
+def _describe_filtered(filtered: types.Artifact, examples: types.Artifact, splits: List[str], counts) -> None:
+    filtered.split_names = artifact_utils.encode_split_names(list(splits))
+    filtered.span = examples.span
+    filtered.version = examples.version
+    for key in _FORMAT_PROPERTIES:
+        if examples.has_custom_property(key):
+            filtered.set_string_custom_property(key, examples.get_string_custom_property(key))
+    filtered.set_int_custom_property("dropped_by_data_quality", sum(removed for _, removed in counts.values()))
+
+
+def _write_jsonl(path: str, records: Iterable[Dict]) -> None:
+    # One write, even of nothing: GFile creates the file only when written to.
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def _write_findings(quality: types.Artifact, result: assessment.Assessment) -> None:
+    paths = {name: posixpath.join(quality.uri, file_name) for name, file_name in (
+        ("suspect_labels", SUSPECTS_FILE_NAME), ("near_duplicates", NEAR_DUPLICATES_FILE_NAME),
+        ("outliers", OUTLIERS_FILE_NAME), ("summary", SUMMARY_FILE_NAME))}
+    _write_jsonl(paths["suspect_labels"], result.suspects)
+    _write_jsonl(paths["near_duplicates"], result.near_duplicate_groups)
+    _write_jsonl(paths["outliers"], result.outliers)
+    result.summary["files"] = paths
+    with tf.io.gfile.GFile(paths["summary"], "w") as handle:
+        json.dump(result.summary, handle, indent=2, ensure_ascii=False)
+    summary, actions = result.summary, result.summary["actions"]
+    for key in ("suspect_labels", "near_duplicate_groups", "near_duplicate_images", "near_duplicate_leaks",
+                "outliers"):
+        quality.set_int_custom_property(key, int(summary[key]))
+    quality.set_float_custom_property("estimated_label_noise", float(summary["estimated_label_noise"]))
+    quality.set_int_custom_property("leak_eval_copies_dropped", actions["leak_eval_copies_dropped"])
+    quality.set_int_custom_property("suspects_excluded_from_train", actions["suspects_excluded_from_train"])
+    quality.set_string_custom_property("stopped_run", json.dumps(summary["stopped_run"], ensure_ascii=False))
+    quality.set_string_custom_property("summary", paths["summary"])
+
+
+def _log(summary: Dict, uri: str) -> None:
+    actions = summary["actions"]
+    logging.info(
+        "Data quality: %d suspect labels (estimated noise %.1f%%), %d near-duplicate groups (%d straddle train and "
+        "eval; %d eval copies dropped), %d outliers, %d suspects excluded from train; findings in %s",
+        summary["suspect_labels"], 100 * summary["estimated_label_noise"], summary["near_duplicate_groups"],
+        summary["near_duplicate_leaks"], actions["leak_eval_copies_dropped"], summary["outliers"],
+        actions["suspects_excluded_from_train"], uri)
