@@ -9,7 +9,7 @@ setup(
     # Found, not listed: a listed set silently left components.validation and components.pusher out of
     # non-editable installs (the Docker image).
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*",
-                                    "schemas"]),
+                                    "production_monitor", "production_monitor.*", "schemas"]),
     package_data={"schemas": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",

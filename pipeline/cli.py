@@ -569,6 +569,10 @@ def _add_observe_commands(commands) -> None:
     metrics.add_argument("--pushgateway", metavar="URL", default=None, help=PUSHGATEWAY_HELP)
     metrics.set_defaults(handler=cmd_metrics)
 
+    from production_monitor.command import add_monitor_command
+
+    add_monitor_command(commands, _add_metadata_source, _metadata_reader, DEFAULT_PIPELINE_NAME)
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     from pipeline import console

@@ -109,3 +109,15 @@ def test_prometheus_rule_holds_groups_promtool_accepts(tmp_path):
     rules_file.write_text(yaml.safe_dump(rule["spec"]))
     result = promtool("check", "rules", str(rules_file))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_monitor_cronjob_runs_a_command_line_the_cli_accepts():
+    from pipeline.cli import build_parser
+
+    (cronjob,) = [d for d in documents() if d["kind"] == "CronJob"]
+    spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["imagepipe"] and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    args = build_parser().parse_args(container["args"])
+    assert args.serving_dir == next(mount["mountPath"] for mount in container["volumeMounts"] if mount["readOnly"])
+    assert args.metadata_grpc and args.pushgateway and args.output_dir.startswith("gs://")
