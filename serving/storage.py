@@ -237,7 +237,10 @@ class GcsStorage(Storage):
 
     def publish(self, staging: str, target: str, ordered_files: Sequence[str]) -> None:
         # Server-side copies (no bytes through this process), each refused if the object exists, in order;
-        # then the staging objects go.
+        # then the staging objects go. The claim made `target` ours; the listing guards against a foreign writer
+        # where a copy's precondition is not enforced (fake-gcs-server ignores it on copies; GCS does not).
+        if self.files_under(target):
+            raise FileExistsError(f"{target} exists; not overwritten.")
         for relative in ordered_files:
             self.put_file(posixpath.join(staging, relative), posixpath.join(target, relative))
         self.remove_tree(staging)
