@@ -9,17 +9,20 @@ Everything lives under one work directory:
   <workdir>/metrics.prom     the last run's figures in Prometheus text format
 """
 import dataclasses
+import datetime
 import json
 import logging
 import os
+import posixpath
 from typing import Dict, List, Optional
 
-import ml_metadata as mlmd
 from tfx import v1 as tfx
 
-from components.ingestion import executor as ingestion_executor
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
+from pipeline.report import run_data
+from pipeline.report.store import (COMPLETE, FAILED, PLANNED_COMPONENTS_PROPERTY, TFX_RUN_CONTEXT_TYPE,
+                                   MetadataReader, sqlite_config)
 from pipeline.workdir_lock import workdir_lock
 
 # FnApiRunner is the in-process engine the DirectRunner uses for batch pipelines. It is named directly
@@ -93,151 +96,132 @@ def run_local(config: PipelineConfig, layout: WorkdirLayout, wait_for_lock: bool
     os.makedirs(layout.root, exist_ok=True)
     with workdir_lock(layout.lock_path, wait=wait_for_lock):
         logging.info("Running pipeline %r on %s; workdir %s", config.pipeline_name, config.data_root, layout.root)
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
-        summary = summarize_last_run(layout)
+        run_id = run_pipeline(create_pipeline(config, metadata_config(layout)), metadata_config(layout))
+        summary = summarize_run(layout, run_id)
         with open(layout.summary_path, "w") as handle:
             json.dump(summary, handle, indent=2, ensure_ascii=False)
     return summary
 
 
-def _custom(artifact, key: str):
-    if key not in artifact.custom_properties:
-        return None
-    value = artifact.custom_properties[key]
-    return getattr(value, value.WhichOneof("value"))
+def run_pipeline(pipeline: tfx.dsl.Pipeline, connection_config) -> str:
+    """Runs the pipeline with LocalDagRunner, after recording the components it is started with on its run
+    context (store.PLANNED_COMPONENTS_PROPERTY), so that a process killed between two components leaves a
+    run that reads as unfinished instead of complete. Returns the run id.
+
+    This is LocalDagRunner.run split in its steps (tfx/orchestration/portable/tfx_runner.py `run`: compile,
+    then `run_with_ir`), with the run id chosen here as local_dag_runner.py chooses it (the time, ISO
+    format): `run_with_ir` only substitutes a run id that is still a runtime parameter, and TFX's launcher
+    reuses an existing run context of that name (context_lib.py `_register_context_if_not_exist`)."""
+    from tfx.dsl.compiler import compiler
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration import metadata
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    ir = compiler.Compiler().compile(pipeline)
+    run_id = datetime.datetime.now().isoformat()
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    planned = [node.pipeline_node.node_info.id for node in ir.nodes
+               if not node.pipeline_node.execution_options.HasField("skip")]
+    with metadata.Metadata(connection_config) as handle:
+        _record_planned_components(handle, run_id, planned)
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    return run_id
 
 
-def _component_times(store: mlmd.MetadataStore, executions) -> List[Dict]:
-    node_names = {}
-    for execution in executions:
-        for context in store.get_contexts_by_execution(execution.id):
-            if context.type == "node":
-                node_names[execution.id] = context.name.split(".")[-1]
-    return [
-        {
-            "component": node_names.get(execution.id, execution.type),
-            "state": mlmd.proto.Execution.State.Name(execution.last_known_state),
-            "seconds": round((execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000, 1),
-        }
-        for execution in sorted(executions, key=lambda e: e.id)
-    ]
+def _record_planned_components(handle, run_id: str, planned: List[str]) -> None:
+    from tfx.orchestration.portable.mlmd import context_lib
+
+    context = context_lib.register_context_if_not_exists(handle, TFX_RUN_CONTEXT_TYPE, run_id)
+    context.custom_properties[PLANNED_COMPONENTS_PROPERTY].string_value = json.dumps(planned)
+    handle.store.put_contexts([context])
 
 
-def run_outcome(store: mlmd.MetadataStore, run) -> Dict:
-    """How a run ended, from its executions: 'interrupted' when one was left RUNNING (its process died, e.g.
-    SIGKILL: TFX had no chance to record anything else), 'failed' when one failed, else 'complete'."""
-    components = _component_times(store, store.get_executions_by_context(run.id))
-    running = [component["component"] for component in components if component["state"] == "RUNNING"]
-    failed = [component["component"] for component in components if component["state"] == "FAILED"]
-    status = "interrupted" if running else "failed" if failed else "complete"
-    return {"run_id": run.name, "status": status, "components": running or failed}
-
-
-def summarize_last_run(layout: WorkdirLayout) -> Dict:
-    """Reads what the newest pipeline run produced from ML Metadata."""
-    store = mlmd.MetadataStore(metadata_config(layout))
-    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda context: context.id)
-    if not runs:
-        raise RuntimeError(f"No pipeline run recorded in {layout.metadata_path}.")
-    run = runs[-1]
-    executions = store.get_executions_by_context(run.id)
-    artifacts = store.get_artifacts_by_context(run.id)
-    types = {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
-    newest: Dict[str, object] = {}
-    for artifact in sorted(artifacts, key=lambda a: a.id):
-        newest[types[artifact.type_id]] = artifact  # The run's own outputs are its newest artifacts.
-
-    summary: Dict = {"run_id": run.name, "components": _component_times(store, executions)}
-    if len(runs) > 1:  # What this run recovered from, if anything (its executions stay as TFX left them).
-        summary["previous_run"] = run_outcome(store, runs[-2])
-    examples = newest.get("Examples")
-    if examples is not None:
-        summary["examples"] = {
-            "files_read": _custom(examples, "files_read"),
-            "examples_written": _custom(examples, "examples_written"),
-            "quarantined": _custom(examples, "quarantined"),
-            "ignored": _custom(examples, "ignored"),
-            "per_class_and_split": json.loads(_custom(examples, "examples_per_class_and_split") or "{}"),
-            "quarantined_by_reason": json.loads(_custom(examples, "quarantined_by_reason") or "{}"),
-            "duplicate_groups": _custom(examples, "duplicate_groups"),
-            "quarantine_manifest": _custom(examples, "quarantine_manifest"),
-            "report": os.path.join(examples.uri, ingestion_executor.REPORT_FILE_NAME),
-        }
-    validation = newest.get("imagepipe.DataValidationResult")
-    if validation is not None:
-        summary["data_validation_warnings"] = json.loads(_custom(validation, "warnings") or "[]")
-    model = newest.get("Model")
-    if model is not None:
-        summary["model"] = model.uri
-    evaluation = newest.get("ModelEvaluation")
-    if evaluation is not None:
-        summary["metrics"] = read_overall_metrics(evaluation.uri)
-        summary["failed_thresholds"] = read_failed_thresholds(evaluation.uri)
-    blessing = newest.get("ModelBlessing")
-    if blessing is not None:
-        summary["blessed"] = bool(_custom(blessing, "blessed"))
-        summary["baseline_model"] = _custom(blessing, "baseline_model")
-        summary.update(read_blessing_report(blessing.uri))
-    pushed = newest.get("PushedModel")
-    if pushed is not None:
-        summary["pushed"] = bool(_custom(pushed, "pushed"))
-        summary["pushed_destination"] = _custom(pushed, "pushed_destination")
-        summary["pushed_version"] = _custom(pushed, "pushed_version")
-        summary["already_pushed"] = bool(_custom(pushed, "already_pushed"))
+def summarize_run(layout: WorkdirLayout, run_id: Optional[str] = None) -> Dict:
+    """What a run (the newest by default) did, read from ML Metadata by the reader the report and the metrics
+    use (pipeline/report), so the printed summary, run_summary.json, the report and the metrics agree."""
+    reader = MetadataReader(sqlite_config(layout.metadata_path))
+    summary = summary_of(run_data.gather(reader, run_id))
+    previous = _previous_run(reader, summary["run_id"])
+    if previous is not None:
+        summary["previous_run"] = previous
     return summary
 
 
-def read_blessing_report(blessing_uri: str) -> Dict:
-    """The Evaluator's blessing report (components/evaluation/report.py): why, per class, calibration."""
-    from components.evaluation import report as report_lib
-
-    report = report_lib.read_report(blessing_uri)
-    if report is None:
-        return {}
-    return {"failed_thresholds": report["reasons"], "per_class": report["per_class"],
-            "expected_calibration_error": report["expected_calibration_error"],
-            "blessing_report": os.path.join(blessing_uri, report_lib.REPORT_FILE_NAME)}
+def _previous_run(reader: MetadataReader, run_id: str) -> Optional[Dict]:
+    """How the run before this one ended: what this run recovered from, if anything."""
+    contexts = [context for context in reader.run_contexts() if context.name != run_id]
+    if not contexts:
+        return None
+    previous = reader.read_run(contexts[0])
+    return {"run_id": previous.run_id, "status": previous.status, "failed": previous.failed_components,
+            "unfinished": previous.unfinished_components, "not_started": previous.components_not_started}
 
 
-def read_overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-    """The overall slice's scalar metrics of a TFMA evaluation, by metric name."""
-    import tensorflow_model_analysis as tfma  # Slow to import: only loaded when there is something to read.
+def summary_of(data: Dict) -> Dict:
+    """The run summary (run_summary.json, and what `run` prints) from run_data.gather's result."""
+    summary: Dict = {"run_id": data["run"]["run_id"], "status": data["run"]["status"],
+                     "components": [{key: component[key] for key in ("component", "state", "seconds")}
+                                    for component in data["components"]]}
+    dataset = data.get("dataset")
+    if dataset:
+        summary["examples"] = {
+            **{key: dataset[key] for key in ("files_read", "examples_written", "quarantined", "ignored",
+                                             "per_class_and_split", "duplicate_groups", "quarantine_manifest")},
+            "quarantined_by_reason": {reason: entry["count"]
+                                      for reason, entry in dataset["quarantined_by_reason"].items()},
+            "report": posixpath.join(dataset["uri"], run_data.INGESTION_REPORT),
+        }
+    gate = (data.get("validation") or {}).get("gate")
+    if gate is not None:
+        summary["data_validation_warnings"] = gate.get("warnings", [])
+    model = (data.get("lineage") or {}).get("model")
+    if model:
+        summary["model"] = model["uri"]
+    evaluation = data.get("evaluation")
+    if evaluation:
+        baseline = data["lineage"].get("baseline_model")
+        summary.update({"metrics": evaluation["overall"], "blessed": evaluation["blessed"],
+                        "baseline_model": baseline["uri"] if baseline else None,
+                        "failed_thresholds": evaluation["reasons"], "per_class": evaluation["per_class"],
+                        "expected_calibration_error": evaluation["expected_calibration_error"],
+                        "blessing_report": posixpath.join(evaluation["blessing_uri"], run_data.BLESSING_REPORT)})
+    push = data.get("push")
+    if push:
+        summary.update({"pushed": push["pushed"], "pushed_destination": push["destination"],
+                        "pushed_version": push["version"], "already_pushed": push["already_pushed"],
+                        "shipped_beside_model": push["shipped_files"]})
+    return summary
 
-    metrics: Dict[str, float] = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for entry in slice_metrics.metric_keys_and_values:
-            kind = entry.value.WhichOneof("type")
-            if kind == "double_value" and not entry.key.is_diff:
-                metrics[entry.key.name] = round(entry.value.double_value.value, 4)
-    return metrics
+
+def _previous_run_line(previous: Dict) -> Optional[str]:
+    if previous["status"] == COMPLETE:
+        return None
+    if previous["status"] == FAILED:
+        what = f"{', '.join(previous['failed'])} FAILED"
+    else:  # This run holds the workdir's lock, so the previous run's process is gone.
+        what = "; ".join(filter(None, [
+            f"{', '.join(previous['unfinished'])} left RUNNING" if previous["unfinished"] else "",
+            f"{', '.join(previous['not_started'])} never started" if previous["not_started"] else ""]))
+        what += ": its process died"
+    return f"  (previous run {previous['run_id']} did not complete: {what}; this run re-executed from there)"
 
 
-def read_failed_thresholds(evaluation_uri: str) -> List[str]:
-    """Why a model was not blessed: each failed threshold with the value that failed it."""
-    import tensorflow_model_analysis as tfma
-    from google.protobuf import json_format
+def _headline_metrics(metrics: Dict) -> str:
+    """The overall scalar metrics; per-class sub-metrics (calibration@class_id=N) are in the report."""
+    return ", ".join(f"{name}={value}" for name, value in sorted(metrics.items()) if "@" not in name)
 
-    result = tfma.load_validation_result(evaluation_uri)
-    failures = []
-    for per_slice in result.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            key = failure.metric_key
-            name = f"{key.name} (change vs. baseline)" if key.is_diff else key.name
-            threshold = json_format.MessageToDict(failure.metric_threshold)
-            value = failure.metric_value.double_value.value
-            failures.append(f"{name} = {value:.4f} fails {json.dumps(threshold)}")
-    return failures
+
+def _push_line(summary: Dict) -> str:
+    beside = summary.get("shipped_beside_model") or []
+    where = f"{summary['pushed_destination']} (version {summary['pushed_version']}"
+    return f"Blessed and pushed: {where}{', with ' + ', '.join(beside) if beside else ''})"
 
 
 def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
-    lines = [f"Run {summary['run_id']}"]
-    previous = summary.get("previous_run") or {}
-    if previous.get("status") in ("interrupted", "failed"):
-        how = "left RUNNING: its process died" if previous["status"] == "interrupted" else "FAILED"
-        lines.append(f"  (previous run {previous['run_id']} was {previous['status']}: "
-                     f"{', '.join(previous['components'])} {how}; this run re-executed from there)")
+    lines = [f"Run {summary['run_id']}: {summary['status']}"]
+    previous_line = _previous_run_line(summary["previous_run"]) if summary.get("previous_run") else None
+    if previous_line:
+        lines.append(previous_line)
     for component in summary["components"]:
         lines.append(f"  {component['component']:<32} {component['state']:<10} {component['seconds']:>7.1f} s")
     examples = summary.get("examples")
@@ -250,8 +234,8 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
                 + f" (manifest: {examples.get('quarantine_manifest')})")
     for warning in summary.get("data_validation_warnings", []):
         lines.append(f"Data validation warning: {warning}")
-    if "metrics" in summary:
-        lines.append("Evaluation (eval split): " + ", ".join(f"{k}={v}" for k, v in sorted(summary["metrics"].items())))
+    if summary.get("metrics"):
+        lines.append("Evaluation (eval split): " + _headline_metrics(summary["metrics"]))
     if summary.get("per_class"):
         lines.append("Per class (eval split): " + "; ".join(
             f"{name}: precision {values['precision']}, recall {values['recall']}"
@@ -260,8 +244,7 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
         lines.append(f"Blessed; already served as version {summary['pushed_version']} "
                      f"({summary['pushed_destination']}): the same model, not pushed again")
     elif summary.get("pushed"):
-        lines.append(f"Blessed and pushed: {summary['pushed_destination']} (version {summary['pushed_version']}, "
-                     "model card and TFLite beside it)")
+        lines.append(_push_line(summary))
     elif "blessed" in summary:
         if summary["blessed"]:
             lines.append("Nothing pushed although the model was blessed: see the Pusher's log above.")

@@ -23,7 +23,7 @@ import pytest
 
 from components.trainer import fault_injection
 from pipeline.cli import EXIT_WORKDIR_BUSY, main
-from pipeline.local_runner import WorkdirLayout, summarize_last_run
+from pipeline.local_runner import WorkdirLayout, summarize_run
 from serving.serving_dir import MODEL_CONFIG_FILE, SAVED_MODEL_FILE, ServingDir
 from tests.conftest import write_color_tree
 
@@ -105,7 +105,7 @@ def test_a_failed_trainer_leaves_serving_untouched_and_is_recorded_as_failed(cha
     assert "IMAGEPIPE_FAULT_INJECT: injected fail in the Trainer's phase1" in capsys.readouterr().err
 
     assert serving_entries(chain.layout) == []
-    failed = states(summarize_last_run(chain.layout))
+    failed = states(summarize_run(chain.layout))
     assert failed["Trainer"] == "FAILED"
     assert all(failed[name] == "COMPLETE" for name in UPSTREAM_OF_TRAINER)
     assert not set(DOWNSTREAM_OF_TRAINER) & set(failed)  # Nothing after the Trainer ran.
@@ -147,9 +147,9 @@ def test_a_run_killed_mid_training_is_resumed_by_the_next_run_which_pushes_once(
     with open(chain.layout.summary_path) as handle:
         summary = json.load(handle)
     # The killed run's Trainer stays RUNNING in ML Metadata; the next run says so and is not misled by it.
-    assert summary["previous_run"]["status"] == "interrupted"
-    assert summary["previous_run"]["components"] == ["Trainer"]
-    assert "previous run" in chain.log_of("waiting") and "was interrupted: Trainer left RUNNING" in chain.log_of(
+    assert summary["previous_run"]["status"] == "RUNNING"  # As `imagepipe runs` shows it.
+    assert summary["previous_run"]["unfinished"] == ["Trainer"]
+    assert "previous run" in chain.log_of("waiting") and "did not complete: Trainer left RUNNING" in chain.log_of(
         "waiting")
     completed = states(summary)
     assert all(completed[name] == "CACHED" for name in UPSTREAM_OF_TRAINER)
@@ -160,12 +160,15 @@ def test_a_run_killed_mid_training_is_resumed_by_the_next_run_which_pushes_once(
                                 os.path.basename(summary["model"]), "history.json")
     with open(history_path) as handle:
         history = json.load(handle)
-    assert "phase1" not in history and len(history["phase2"]["loss"]) == 1
+    phase2_output = chain.log_of("waiting").split("Phase 2:")[1]
+    assert "Epoch 2/2" in phase2_output and "Epoch 1/2" not in phase2_output
     assert "Phase 1 finished in an earlier attempt" in chain.log_of("waiting")
+    # The history still holds both phases from their first epochs (the report's curves start at phase 1).
+    assert len(history["phase1"]["loss"]) == 2 and len(history["phase2"]["loss"]) == 2
     assert not glob.glob(os.path.join(chain.layout.pipeline_root, "Trainer", "checkpoints", "*", "*"))
 
     # Exactly one version, complete, from the completed Trainer; no half-pushed folder of the killed run.
-    assert summary["pushed"] and not summary["already_pushed"] and summary["pushed_version"] == "1"
+    assert summary["pushed"] and not summary["already_pushed"] and summary["pushed_version"] == 1
     # The claim of version 1 and the model config the first push writes for TF Serving (serving/rollback.py).
     assert serving_entries(chain.layout) == [".version-1.claim", "1", MODEL_CONFIG_FILE]
     version_dir = os.path.join(chain.layout.serving_dir, "1")
@@ -179,13 +182,13 @@ def test_a_cached_rerun_evaluates_again_but_does_not_push_the_same_model_twice(c
     assert main(chain.argv) == 0
     printed = capsys.readouterr().out
 
-    summary = summarize_last_run(chain.layout)
+    summary = summarize_run(chain.layout)
     rerun = states(summary)
     assert rerun["Trainer"] == "CACHED"
     # A baseline exists now, so the Evaluator's inputs changed and it ran again; so did the Pusher.
     assert rerun["Evaluator"] == rerun["Pusher"] == "COMPLETE" and summary["blessed"]
     # ... which recognized the model it had pushed: the PushedModel names version 1, nothing new is served.
-    assert summary["pushed"] and summary["already_pushed"] and summary["pushed_version"] == "1"
+    assert summary["pushed"] and summary["already_pushed"] and summary["pushed_version"] == 1
     assert summary["pushed_destination"] == os.path.join(chain.layout.serving_dir, "1")
     assert numeric_versions(chain.layout) == ["1"]
     assert "already served as version 1" in printed

@@ -8,8 +8,11 @@ import datetime
 import json
 import logging
 import os
+import posixpath
 from typing import Dict, List, Optional
 
+from components import features
+from pipeline.report.quality import quality_section
 from pipeline.report.store import ArtifactRecord, ComponentRecord, MetadataReader, RunRecord, json_property
 
 # Files the components write beside their artifacts (see components/*): names repeated here so that
@@ -59,7 +62,9 @@ def _artifact_summary(artifact: Optional[ArtifactRecord], reader: Optional[Metad
 
 def run_overview(run: RunRecord) -> Dict:
     return {"run_id": run.run_id, "pipeline": run.pipeline, "status": run.status, "started": _iso(run.start_ms),
-            "finished": _iso(run.end_ms), "wall_seconds": round((run.end_ms - run.start_ms) / 1000, 1)}
+            "finished": _iso(run.end_ms), "wall_seconds": round((run.end_ms - run.start_ms) / 1000, 1),
+            "failed_components": run.failed_components, "unfinished_components": run.unfinished_components,
+            "components_not_started": run.components_not_started}
 
 
 def component_times(run: RunRecord) -> List[Dict]:
@@ -277,12 +282,27 @@ def push_section(run: RunRecord) -> Optional[Dict]:
     if pushed is None:
         return None
     version = pushed.properties.get("pushed_version")
+    destination = pushed.properties.get("pushed_destination")
     # already_pushed (components/pusher): the same model is the newest version already; nothing new was written.
     return {"pushed": bool(pushed.properties.get("pushed")),
             "already_pushed": bool(pushed.properties.get("already_pushed")),
             "version": int(version) if str(version or "").isdigit() else version,
-            "destination": pushed.properties.get("pushed_destination"),
-            "method": pushed.properties.get("push_method") or pushed.properties.get("method")}
+            "destination": destination,
+            "method": pushed.properties.get("push_method") or pushed.properties.get("method"),
+            "shipped_files": _shipped_files(destination) if pushed.properties.get("pushed") else []}
+
+
+def _shipped_files(version_dir: Optional[str]) -> List[str]:
+    """What the version holds beside the SavedModel (the model card, TFLite exports within tolerance), as
+    paths relative to it: the summary says what is there, not what the options asked for."""
+    import tensorflow as tf
+
+    if not version_dir:
+        return []
+    candidates = [features.MODEL_CARD_FILE_NAME, posixpath.join(features.TFLITE_DIR, "*.tflite")]
+    prefix = len(version_dir.rstrip("/")) + 1  # glob keeps the directory as given (and a gs:// scheme).
+    return sorted(path[prefix:] for pattern in candidates
+                  for path in tf.io.gfile.glob(posixpath.join(version_dir, pattern)))
 
 
 def lineage_section(run: RunRecord, reader: Optional[MetadataReader]) -> Dict[str, Optional[Dict]]:
@@ -317,6 +337,7 @@ def gather(reader: MetadataReader, run_id: Optional[str] = None) -> Dict:
         "components": component_times(run),
         "dataset": dataset_section(run),
         "validation": validation_section(run),
+        "quality": quality_section(run),
         "training": training_section(run),
         "evaluation": evaluation_section(run),
         "push": push_section(run),

@@ -13,12 +13,13 @@ TFX names things slightly differently on each orchestrator; the differences are 
 """
 import dataclasses
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-RUN_CONTEXT_TYPES = ("pipeline_run", "system.PipelineRun")
+TFX_RUN_CONTEXT_TYPE = "pipeline_run"
+RUN_CONTEXT_TYPES = (TFX_RUN_CONTEXT_TYPE, "system.PipelineRun")
 NODE_CONTEXT_TYPE = "node"
 PIPELINE_CONTEXT_TYPES = ("pipeline", "system.Pipeline")
 _TASK_NAME_PROPERTIES = ("task_name", "display_name")
@@ -28,6 +29,12 @@ _TYPE_PREFIXES = ("tfx.", "system.")
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT,
                  metadata_store_pb2.Event.INTERNAL_INPUT)
+# Custom property of a run context: the JSON list of the components the run was started with, written by the
+# local runner before the first one runs (pipeline/local_runner.py). A process killed between two components
+# leaves every execution COMPLETE; only this list shows that the later ones never ran.
+PLANNED_COMPONENTS_PROPERTY = "imagepipe_planned_components"
+# Run status words, used alike by the run summary, `imagepipe runs`, the report and the metrics.
+COMPLETE, FAILED, RUNNING = "COMPLETE", "FAILED", "RUNNING"
 
 
 def sqlite_config(path: str) -> metadata_store_pb2.ConnectionConfig:
@@ -78,20 +85,38 @@ class RunRecord:
     pipeline: str
     start_ms: int
     components: List[ComponentRecord]
+    # The components the run was started with (PLANNED_COMPONENTS_PROPERTY); empty when not recorded
+    # (runs of other orchestrators, or older runs).
+    planned: Tuple[str, ...] = ()
 
     @property
     def end_ms(self) -> int:
         return max((component.end_ms for component in self.components), default=self.start_ms)
 
     @property
+    def failed_components(self) -> List[str]:
+        return [component.name for component in self.components if component.state in _FAILED_STATES]
+
+    @property
+    def unfinished_components(self) -> List[str]:
+        """Components whose execution has not ended: still running, or left so by a process that died."""
+        return [component.name for component in self.components if component.state in _UNFINISHED_STATES]
+
+    @property
+    def components_not_started(self) -> List[str]:
+        """Planned components with no execution in this run: not reached yet, or never (the process died)."""
+        started = {component.name for component in self.components}
+        return [name for name in self.planned if name not in started]
+
+    @property
     def status(self) -> str:
-        """FAILED if a component failed, RUNNING if one is unfinished, else COMPLETE."""
-        states = {component.state for component in self.components}
-        if states & {"FAILED", "CANCELED"}:
-            return "FAILED"
-        if not self.components or states & {"NEW", "RUNNING", "UNKNOWN"}:
-            return "RUNNING"
-        return "COMPLETE"
+        """FAILED if a component failed; RUNNING if one is unfinished or a planned one has not started (a run
+        still going, or one whose process died); else COMPLETE."""
+        if self.failed_components:
+            return FAILED
+        if not self.components or self.unfinished_components or self.components_not_started:
+            return RUNNING
+        return COMPLETE
 
     def component(self, name: str) -> Optional[ComponentRecord]:
         return next((component for component in self.components if component.name == name), None)
@@ -122,6 +147,10 @@ class RunRecord:
                     if artifact.type == type_name and key in (None, input_key):
                         return artifact
         return None
+
+
+_FAILED_STATES = ("FAILED", "CANCELED")
+_UNFINISHED_STATES = ("NEW", "RUNNING", "UNKNOWN")
 
 
 def _value(value: metadata_store_pb2.Value) -> object:
@@ -176,8 +205,10 @@ class MetadataReader:
         components = [self._component(execution, [e for e in events if e.execution_id == execution.id], artifacts)
                       for execution in executions]
         start = min((c.start_ms for c in components), default=context.create_time_since_epoch)
+        planned = context.custom_properties.get(PLANNED_COMPONENTS_PROPERTY)
         return RunRecord(run_id=context.name, pipeline=self._pipeline_name(context, executions),
-                         start_ms=start, components=components)
+                         start_ms=start, components=components,
+                         planned=tuple(json.loads(planned.string_value)) if planned else ())
 
     def artifact(self, artifact_id: int) -> Optional[ArtifactRecord]:
         found = self._store.get_artifacts_by_id([artifact_id])
