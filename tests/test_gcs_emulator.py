@@ -1,5 +1,11 @@
 """Each storage client the pipeline uses reads, writes, lists, copies/renames and deletes on the shared GCS
-emulator (tests/gcs_emulator.py): real calls against fake-gcs-server, nothing mocked."""
+emulator (tests/gcs_emulator.py): real calls against fake-gcs-server, nothing mocked. TensorFlow's gfile is its
+built-in gs:// filesystem (what TFX, TFT and TFMA use), reaching the emulator through tests/gcs_tls_proxy.py."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 
 def test_google_cloud_storage_reaches_the_emulator(gcs_emulator):
@@ -16,3 +22,113 @@ def test_google_cloud_storage_reaches_the_emulator(gcs_emulator):
     assert sorted(blob.name for blob in client.list_blobs(bucket)) == ["b/copy.txt", "b/renamed.txt"]
     assert bucket.blob("b/copy.txt").download_as_bytes() == b"first"
     assert bucket.blob("b/renamed.txt").download_as_bytes() == b"second"
+
+
+def test_tensorflow_gfile_reaches_the_emulator(gcs_emulator):
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    root = f"gs://{gcs_emulator.new_bucket()}"
+    # Larger than one upload chunk and one read block of a small client, binary, with every byte value.
+    payload = bytes(range(256)) * 12_000
+    gfile.makedirs(f"{root}/d/sub")
+    with gfile.GFile(f"{root}/d/sub/big.bin", "wb") as file:
+        file.write(payload)
+    with gfile.GFile(f"{root}/d/note ü.txt", "w") as file:
+        file.write("hello")
+
+    assert gfile.isdir(f"{root}/d/sub")
+    assert sorted(gfile.listdir(f"{root}/d")) == ["note ü.txt", "sub/"]
+    assert gfile.glob(f"{root}/d/*.txt") == [f"{root}/d/note ü.txt"]
+    assert gfile.stat(f"{root}/d/sub/big.bin").length == len(payload)
+    assert gfile.GFile(f"{root}/d/sub/big.bin", "rb").read() == payload
+
+    gfile.copy(f"{root}/d/note ü.txt", f"{root}/e/copy.txt")
+    gfile.rename(f"{root}/e/copy.txt", f"{root}/e/renamed.txt")
+    assert not gfile.exists(f"{root}/e/copy.txt")
+    assert gfile.GFile(f"{root}/e/renamed.txt").read() == "hello"
+    gfile.remove(f"{root}/e/renamed.txt")
+    gfile.rmtree(f"{root}/d")
+    assert not gfile.exists(f"{root}/e/renamed.txt") and not gfile.exists(f"{root}/d/sub/big.bin")
+
+
+def test_tensorflow_saves_and_loads_a_saved_model_on_the_emulator(gcs_emulator):
+    import tensorflow as tf
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, x):
+            return 2.0 * x
+
+    export_dir = f"gs://{gcs_emulator.new_bucket()}/serving/1"
+    tf.saved_model.save(Doubler(), export_dir)
+
+    assert tf.saved_model.load(export_dir)(tf.constant([1.0, 3.0])).numpy().tolist() == [2.0, 6.0]
+
+
+def test_beam_filesystems_reach_the_emulator(gcs_emulator):
+    from apache_beam.io.filesystems import FileSystems
+
+    root = f"gs://{gcs_emulator.new_bucket()}"
+    for name, data in (("a/one.bin", b"\x00first"), ("a/two.bin", b"second")):
+        with FileSystems.create(f"{root}/{name}") as file:
+            file.write(data)
+
+    assert sorted(m.path for m in FileSystems.match([f"{root}/a/*"])[0].metadata_list) == [
+        f"{root}/a/one.bin", f"{root}/a/two.bin"]
+    FileSystems.copy([f"{root}/a/one.bin"], [f"{root}/b/copy.bin"])
+    FileSystems.rename([f"{root}/a/two.bin"], [f"{root}/b/renamed.bin"])
+    FileSystems.delete([f"{root}/a/one.bin"])
+
+    assert sorted(m.path for m in FileSystems.match([f"{root}/**"])[0].metadata_list) == [
+        f"{root}/b/copy.bin", f"{root}/b/renamed.bin"]
+    assert FileSystems.open(f"{root}/b/copy.bin").read() == b"\x00first"
+    assert FileSystems.open(f"{root}/b/renamed.bin").read() == b"second"
+
+
+def test_a_beam_pipeline_writes_tfrecords_that_tensorflow_reads_on_the_emulator(gcs_emulator):
+    """What ExampleGen, StatisticsGen and Transform do: Beam writes gs:// TFRecords, TensorFlow reads them."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    prefix = f"gs://{gcs_emulator.new_bucket()}/examples/train"
+    records = [f"record {i}".encode() for i in range(50)]
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (pipeline | beam.Create(records)
+             | beam.io.WriteToTFRecord(prefix, file_name_suffix=".gz", num_shards=2))
+
+    files = tf.io.gfile.glob(f"{prefix}*.gz")
+    assert len(files) == 2
+    read = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(read) == sorted(records)
+    with beam.Pipeline(options=options) as pipeline:
+        counted = (pipeline | beam.io.ReadFromTFRecord(f"{prefix}*") | beam.combiners.Count.Globally())
+        assert_that(counted, equal_to([len(records)]))
+
+
+_IN_A_FRESH_PROCESS = """
+import json, sys
+import tensorflow as tf
+from google.cloud import storage
+root = sys.argv[1]
+with tf.io.gfile.GFile(root + "/from-tensorflow.json", "w") as file:
+    file.write(json.dumps({"written_by": "tensorflow"}))
+bucket = storage.Client().bucket(root[len("gs://"):])
+print(json.dumps({"read_by_google_cloud_storage": json.loads(bucket.blob("from-tensorflow.json").download_as_text()),
+                  "listed_by_tensorflow": tf.io.gfile.listdir(root)}))
+"""
+
+
+def test_a_subprocess_with_the_emulator_env_reaches_it(gcs_emulator):
+    """`env` is all a subprocess needs (what the KFP-executor tests pass to each task)."""
+    root = f"gs://{gcs_emulator.new_bucket()}"
+    keep = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    result = subprocess.run([sys.executable, "-c", _IN_A_FRESH_PROCESS, root], env={**keep, **gcs_emulator.env},
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "read_by_google_cloud_storage": {"written_by": "tensorflow"}, "listed_by_tensorflow": ["from-tensorflow.json"]}
+
