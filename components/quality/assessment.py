@@ -3,62 +3,18 @@
 Knows nothing of TFX: the executor reads examples and features, calls `assess`, and writes what it returns.
 """
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Sequence, Set
 
 import numpy as np
 
+from components.ingestion.image_tree import EVAL_SPLIT, TRAIN_SPLIT
 from components.quality import confident_learning, near_duplicates, outliers
-
-TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
-# What --near-duplicate-leaks does with the eval copies of an image that is also in train.
-LEAKS_DROP, LEAKS_WARN, LEAKS_FAIL = "drop", "warn", "fail"
-LEAK_ACTIONS = (LEAKS_DROP, LEAKS_WARN, LEAKS_FAIL)
+from components.quality.settings import LEAKS_DROP, LEAKS_FAIL, QualitySettings
 
 
-class DataQualityError(RuntimeError):
-    """The data fails a data-quality limit: the run stops before training."""
-
-
-@dataclasses.dataclass(frozen=True)
-class QualitySettings:
-    """Settings of the data-quality stage (components/quality); the defaults were measured on the digits demo."""
-
-    folds: int = 5  # K of the out-of-fold heads.
-    # Near-duplicates (see near_duplicates.py for the rule and the measurements behind these values).
-    feature_similarity: float = near_duplicates.DuplicateRule.feature_similarity
-    perceptual_similarity: float = near_duplicates.DuplicateRule.perceptual_similarity
-    perceptual_crosscheck: float = near_duplicates.DuplicateRule.perceptual_crosscheck
-    # An image is an outlier when its nearest class is more than this many robust deviations away
-    # (on the digits demo the farthest genuine image scored 5.0).
-    outlier_z: float = 6.0
-    # Stop before training when confident learning's estimated noise rate exceeds this (None: only report).
-    max_label_noise: Optional[float] = None
-    near_duplicate_leaks: str = LEAKS_DROP
-    exclude_suspect_labels: bool = False  # Train without the suspects (they stay in eval).
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.folds < 2:
-            raise ValueError(f"quality folds must be at least 2, got {self.folds}.")
-        for name in ("feature_similarity", "perceptual_similarity", "perceptual_crosscheck"):
-            if not -1 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a cosine similarity in [-1, 1], got {getattr(self, name)}.")
-        if self.max_label_noise is not None and not 0 <= self.max_label_noise <= 1:
-            raise ValueError(f"max_label_noise must be in [0, 1], got {self.max_label_noise}.")
-        if self.near_duplicate_leaks not in LEAK_ACTIONS:
-            raise ValueError(f"near_duplicate_leaks must be one of {LEAK_ACTIONS}, got {self.near_duplicate_leaks!r}.")
-
-    @property
-    def duplicate_rule(self) -> near_duplicates.DuplicateRule:
-        return near_duplicates.DuplicateRule(self.feature_similarity, self.perceptual_similarity,
-                                             self.perceptual_crosscheck)
-
-    def to_json_dict(self) -> Dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json_dict(cls, values: Dict) -> "QualitySettings":
-        return cls(**values)
+def duplicate_rule(settings: QualitySettings) -> near_duplicates.DuplicateRule:
+    return near_duplicates.DuplicateRule(settings.feature_similarity, settings.perceptual_similarity,
+                                         settings.perceptual_crosscheck)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +57,7 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
                          suggested_class=class_names[int(suggested)], score=round(float(score), 4))
                 for index, suggested, score in zip(issues.suspects, issues.suggested, issues.scores)]
 
-    groups = near_duplicates.find_groups(features, signatures, settings.duplicate_rule)
+    groups = near_duplicates.find_groups(features, signatures, duplicate_rule(settings))
     group_records = [_group_record(number, group, table, features, signatures) for number, group in enumerate(groups)]
     leak_groups = [record for record in group_records if near_duplicates.LEAK in record["kinds"]]
 

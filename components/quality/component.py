@@ -14,15 +14,15 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.quality import executor
-from components.quality.assessment import QualitySettings
+from components.quality import executor, findings
+from components.quality.settings import QualitySettings
 from components.trainer.hparams import TrainingConfig
 
 
 class DataQualityReport(Artifact):
     """quality_summary.json, suspect_labels.jsonl, near_duplicates.jsonl, outliers.jsonl and thumbnails/."""
 
-    TYPE_NAME = "imagepipe.DataQualityReport"  # KFP v2 wants a namespaced custom type name.
+    TYPE_NAME = findings.QUALITY_ARTIFACT_TYPE
 
 
 class DataQualitySpec(types.ComponentSpec):

@@ -62,7 +62,8 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_clas
         head = LogisticRegression(C=HEAD_REGULARIZATION, max_iter=_HEAD_MAX_ITERATIONS)
         head.fit(scaler.transform(features[train_rows]), labels[train_rows])
         # A fold's training part can lack a class only if K-fold was impossible (see usable_folds).
-        probabilities[np.ix_(held_out_rows, head.classes_)] = head.predict_proba(scaler.transform(features[held_out_rows]))
+        held_out = scaler.transform(features[held_out_rows])
+        probabilities[np.ix_(held_out_rows, head.classes_)] = head.predict_proba(held_out)
     return probabilities
 
 

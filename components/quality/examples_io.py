@@ -128,7 +128,8 @@ def write_filtered(read: ReadExamples, splits: Sequence[str], output_uri: str, d
                 index += 1
         counts[split] = (kept, removed)
     if index != len(read.table.uris):
-        raise RuntimeError(f"The examples changed while being read: {index} records now, {len(read.table.uris)} before.")
+        raise RuntimeError(f"The examples changed while being read: {index} records now, "
+                           f"{len(read.table.uris)} before.")
     return counts
 
 

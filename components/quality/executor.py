@@ -3,7 +3,7 @@
 import json
 import logging
 import posixpath
-from typing import Any, Dict, Iterable, List, Set
+from typing import Any, Dict, List, Set
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -11,7 +11,8 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.quality import assessment, examples_io
+from components.quality import assessment, examples_io, findings
+from components.quality.settings import DataQualityError, QualitySettings
 from components.trainer.hparams import TrainingConfig
 from components.trainer.serving import read_class_names
 
@@ -23,11 +24,6 @@ SETTINGS_KEY = "settings"
 TRAINING_CONFIG_KEY = "training_config"
 CODE_VERSION_KEY = "code_version"
 
-SUMMARY_FILE_NAME = "quality_summary.json"
-SUSPECTS_FILE_NAME = "suspect_labels.jsonl"
-NEAR_DUPLICATES_FILE_NAME = "near_duplicates.jsonl"
-OUTLIERS_FILE_NAME = "outliers.jsonl"
-THUMBNAIL_DIR = "thumbnails"
 # How many of each finding get a thumbnail (the report shows these; the JSONL files list them all).
 SHOWN_SUSPECTS, SHOWN_GROUPS, SHOWN_OUTLIERS = 24, 12, 12
 # ExampleGen's format properties, copied so that TFX's readers of the filtered examples see the same format.
@@ -35,11 +31,11 @@ _FORMAT_PROPERTIES = ("payload_format", "file_format")
 
 
 class Executor(base_executor.BaseExecutor):
-    """Raises assessment.DataQualityError, after writing every finding, when a limit is broken."""
+    """Raises DataQualityError, after writing every finding, when a limit is broken."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        settings = assessment.QualitySettings.from_json_dict(json.loads(exec_properties[SETTINGS_KEY]))
+        settings = QualitySettings.from_json_dict(json.loads(exec_properties[SETTINGS_KEY]))
         config = TrainingConfig.from_json_dict(json.loads(exec_properties[TRAINING_CONFIG_KEY]))
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         tft_output = tft.TFTransformOutput(artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY]))
@@ -54,7 +50,7 @@ class Executor(base_executor.BaseExecutor):
 
         quality = artifact_utils.get_single_instance(output_dict[QUALITY_KEY])
         filtered = artifact_utils.get_single_instance(output_dict[FILTERED_EXAMPLES_KEY])
-        thumbnail_dir = posixpath.join(quality.uri, THUMBNAIL_DIR)
+        thumbnail_dir = posixpath.join(quality.uri, findings.THUMBNAIL_DIR)
         shown = _shown_indices(result)
         counts = examples_io.write_filtered(read, splits, filtered.uri, result.dropped, shown, thumbnail_dir)
         _attach_thumbnails(result, shown)
@@ -66,7 +62,7 @@ class Executor(base_executor.BaseExecutor):
         _write_findings(quality, result)
         _log(result.summary, quality.uri)
         if violations:
-            raise assessment.DataQualityError("Data quality stops the run before training: " + "; ".join(violations)
+            raise DataQualityError("Data quality stops the run before training: " + "; ".join(violations)
                                               + f" (findings in {quality.uri})")
 
 
@@ -90,7 +86,7 @@ def _attach_thumbnails(result: assessment.Assessment, shown: Set[int]) -> None:
     members = [member for group in result.near_duplicate_groups for member in group["members"]]
     for record in [*result.suspects, *result.outliers, *members]:
         if record["index"] in shown:
-            record["thumbnail"] = examples_io.thumbnail_path(THUMBNAIL_DIR, record["index"])
+            record["thumbnail"] = examples_io.thumbnail_path(findings.THUMBNAIL_DIR, record["index"])
 
 
 def _describe_filtered(filtered: types.Artifact, examples: types.Artifact, splits: List[str], counts) -> None:
@@ -103,19 +99,11 @@ def _describe_filtered(filtered: types.Artifact, examples: types.Artifact, split
     filtered.set_int_custom_property("dropped_by_data_quality", sum(removed for _, removed in counts.values()))
 
 
-def _write_jsonl(path: str, records: Iterable[Dict]) -> None:
-    # One write, even of nothing: GFile creates the file only when written to.
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-
-
 def _write_findings(quality: types.Artifact, result: assessment.Assessment) -> None:
-    paths = {name: posixpath.join(quality.uri, file_name) for name, file_name in (
-        ("suspect_labels", SUSPECTS_FILE_NAME), ("near_duplicates", NEAR_DUPLICATES_FILE_NAME),
-        ("outliers", OUTLIERS_FILE_NAME), ("summary", SUMMARY_FILE_NAME))}
-    _write_jsonl(paths["suspect_labels"], result.suspects)
-    _write_jsonl(paths["near_duplicates"], result.near_duplicate_groups)
-    _write_jsonl(paths["outliers"], result.outliers)
+    paths = findings.paths(quality.uri)
+    findings.write_jsonl(paths["suspect_labels"], result.suspects)
+    findings.write_jsonl(paths["near_duplicates"], result.near_duplicate_groups)
+    findings.write_jsonl(paths["outliers"], result.outliers)
     result.summary["files"] = paths
     with tf.io.gfile.GFile(paths["summary"], "w") as handle:
         json.dump(result.summary, handle, indent=2, ensure_ascii=False)

@@ -7,8 +7,8 @@ Two signatures of each image are compared, all pairs, in blocks:
 - a perceptual signature: the image as a 16x16 grayscale thumbnail, mean removed, unit length (correlation
   of thumbnails). Resized and recompressed copies of the digits correlate at 0.9998 or more, distinct digits
   at 0.9963 at most (2 of 1,797 digits have a distinct neighbour at 0.995 or more); a low-contrast picture
-  resized to 3/4 and saved as JPEG at quality 75 kept 0.9966-0.9975. A 64-bit DCT perceptual hash was less precise there (distinct digits at Hamming
-  distance 2), so the thumbnail is kept whole. Grayscale, because JPEG's chroma subsampling moved colourful
+  resized to 3/4 and saved as JPEG at quality 75 kept 0.9966-0.9975. A 64-bit DCT perceptual hash was less
+  precise there (distinct digits at Hamming distance 2), so the thumbnail is kept whole. Grayscale, because JPEG's chroma subsampling moved colourful
   copies' RGB thumbnails down to 0.98; in luma they stayed above 0.998 (so two pictures that differ only
   in colour count as one).
 Two images are near-duplicates when their thumbnails correlate at `perceptual_similarity` or more, or when
@@ -21,6 +21,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 from PIL import Image
+
+from components.quality.settings import QualitySettings
 
 THUMBNAIL_SIDE = 16
 # Decoding at reduced size (JPEG draft mode) before the thumbnail: a camera photo costs milliseconds, not 100.
@@ -47,9 +49,9 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class DuplicateRule:
-    feature_similarity: float = 0.99
-    perceptual_similarity: float = 0.995
-    perceptual_crosscheck: float = 0.95
+    feature_similarity: float = QualitySettings.feature_similarity
+    perceptual_similarity: float = QualitySettings.perceptual_similarity
+    perceptual_crosscheck: float = QualitySettings.perceptual_crosscheck
 
 
 def similar_pairs(features: np.ndarray, signatures: np.ndarray, rule: DuplicateRule) -> np.ndarray:

@@ -8,8 +8,8 @@ import html
 from typing import Iterable, Mapping, Optional, Sequence
 
 SECTIONS = (("overview", "Overview"), ("data", "Data"), ("validation", "Data validation"),
-            ("training", "Training"), ("evaluation", "Evaluation"), ("push", "Push"), ("lineage", "Lineage"),
-            ("components", "Components"))
+            ("quality", "Data quality"), ("training", "Training"), ("evaluation", "Evaluation"), ("push", "Push"),
+            ("lineage", "Lineage"), ("components", "Components"))
 
 _CSS = """
 :root { --ok: #1a7f37; --bad: #b42318; --muted: #5f6b7a; --line: #e3e8ef; --bg: #f7f9fc; }
@@ -44,6 +44,10 @@ figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; }
 pre.failure { background: #fef3f2; border: 1px solid #fecdca; border-radius: 6px; padding: 8px 12px;
               white-space: pre-wrap; font-size: 12px; }
 .muted { color: var(--muted); } ul.reasons { margin: 4px 0 8px 0; padding-left: 20px; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 10px; margin: 4px 0 10px; }
+.thumb { width: 132px; font-size: 11px; border: 1px solid var(--line); border-radius: 6px; padding: 6px; }
+.thumb img { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; display: block; }
+.thumb.dropped { border-color: var(--bad); } .group { border-left: 3px solid var(--line); padding-left: 10px; }
 """
 
 
@@ -189,6 +193,70 @@ def validation(data: Mapping) -> str:
     return _section("validation", body)
 
 
+def _thumbnail(record: Mapping, caption: str, dropped: bool = False) -> str:
+    """One image of a finding: its inline PNG thumbnail (if the stage kept one), a caption and its source URI."""
+    picture = (f'<img src="data:image/png;base64,{record["thumbnail_png"]}" alt="{_e(record["source_uri"])}">'
+               if record.get("thumbnail_png") else '<div class="muted">(no thumbnail)</div>')
+    return (f'<div class="thumb{" dropped" if dropped else ""}">{picture}<div>{caption}</div>'
+            f'<div class="path">{_e(record["source_uri"])}</div></div>')
+
+
+def _quality_actions(summary: Mapping) -> str:
+    actions = summary.get("actions", {})
+    done = [f"near-duplicate leaks: {actions.get('near_duplicate_leaks')} "
+            f"({actions.get('leak_eval_copies_dropped', 0)} eval copies dropped)",
+            f"suspects excluded from train: {actions.get('suspects_excluded_from_train', 0)}"
+            + ("" if actions.get("exclude_suspect_labels") else " (--exclude-suspect-labels off)"),
+            "--max-label-noise: "
+            + ("off" if actions.get("max_label_noise") is None else str(actions["max_label_noise"]))]
+    done += [f"stopped the run: {reason}" for reason in summary.get("stopped_run") or []]
+    return _list(done)
+
+
+def data_quality(data: Mapping) -> str:
+    section = data.get("quality")
+    if not section:
+        return _section("quality", _missing("The data-quality stage did not run."))
+    summary = section.get("summary")
+    if not summary:
+        return _section("quality", _missing(f"The data-quality stage wrote no findings ({section['uri']})."))
+    noise = summary.get("estimated_label_noise") or 0.0
+    cards = [_card("suspect labels", _number(summary["suspect_labels"])),
+             _card("estimated label noise", f"{100 * noise:.1f}%"),
+             _card("near-duplicate groups", _number(summary["near_duplicate_groups"])),
+             _card("train/eval leaks", _number(summary["near_duplicate_leaks"])),
+             _card("outliers", _number(summary["outliers"]))]
+    body = f'<div class="cards">{"".join(cards)}</div>' + _quality_actions(summary)
+    body += (f"<p class='muted'>Out-of-fold heads: {_number(summary.get('folds'))} folds, accuracy "
+             f"{_number(summary.get('out_of_fold_accuracy'))}; label check "
+             f"{_e(summary.get('label_check', 'done'))}.</p>")
+    per_class = summary.get("estimated_label_noise_per_class", {})
+    if per_class:
+        body += "<h3>Estimated label noise per class</h3>" + _table(
+            ("class", "noise rate", "threshold"),
+            [(_e(name), _number(rate), _number(summary.get("class_thresholds", {}).get(name)))
+             for name, rate in per_class.items()], numeric=(1, 2))
+    if section.get("suspects"):
+        body += "<h3>Top suspect labels (given → suggested, score)</h3><div class='thumbs'>" + "".join(
+            _thumbnail(s, f"{_e(s['given_class'])} → <b>{_e(s['suggested_class'])}</b> "
+                          f"({_number(s['score'], 3)}, {_e(s['split'])})") for s in section["suspects"]) + "</div>"
+    for group in section.get("groups", []):
+        dropped = set(group.get("dropped") or [])
+        body += (f"<h3>Near-duplicate group {_e(group['group'])}: {_e(', '.join(group['kinds']))} "
+                 f"({_e(group['size'])} images)</h3><div class='thumbs group'>" + "".join(
+                     _thumbnail(m, f"{_e(m['split'])} · {_e(m['label'])}"
+                                   + (" · <b>dropped from eval</b>" if m["source_uri"] in dropped else ""),
+                                m["source_uri"] in dropped) for m in group["members"]) + "</div>")
+    if section.get("outliers"):
+        body += "<h3>Outliers (far from every class)</h3><div class='thumbs'>" + "".join(
+            _thumbnail(o, f"{_e(o['given_class'])}, nearest {_e(o['nearest_class'])} (z {_number(o['score'], 1)})")
+            for o in section["outliers"]) + "</div>"
+    files = section.get("files", {})
+    body += "<p class='muted'>Files: " + ", ".join(f"<span class='path'>{_e(path)}</span>"
+                                                   for path in files.values()) + "</p>"
+    return _section("quality", body)
+
+
 def training(data: Mapping, plots: Mapping[str, bytes]) -> str:
     section = data.get("training")
     if not section:
@@ -298,7 +366,7 @@ def components(data: Mapping, plots: Mapping[str, bytes]) -> str:
 def render(data: Mapping, plots: Mapping[str, bytes]) -> str:
     run = data["run"]
     nav = "".join(f'<a href="#{section_id}">{_e(title)}</a>' for section_id, title in SECTIONS)
-    sections = [overview(data), dataset(data, plots), validation(data), training(data, plots),
+    sections = [overview(data), dataset(data, plots), validation(data), data_quality(data), training(data, plots),
                 evaluation(data, plots), push(data), lineage(data), components(data, plots)]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -59,6 +59,26 @@ def _add_data(registry: CollectorRegistry, pipeline: str, data: Mapping) -> None
             pipeline).set(len(validation["drift_findings"]))
 
 
+def _add_quality(registry: CollectorRegistry, pipeline: str, data: Mapping) -> None:
+    """The data-quality stage's counts (components/quality), from its summary."""
+    summary = (data.get("quality") or {}).get("summary")
+    if not summary:
+        return
+    counts = (("imagepipe_suspect_labels", "Examples whose label confident learning finds suspect", "suspect_labels"),
+              ("imagepipe_near_duplicate_groups", "Groups of near-duplicate images", "near_duplicate_groups"),
+              ("imagepipe_near_duplicate_leaks", "Near-duplicate groups straddling train and eval",
+               "near_duplicate_leaks"),
+              ("imagepipe_outliers", "Images far from every class in feature space", "outliers"),
+              ("imagepipe_estimated_label_noise", "Estimated share of mislabeled examples", "estimated_label_noise"))
+    for name, documentation, key in counts:
+        _gauge(registry, name, documentation).labels(pipeline).set(summary[key])
+    actions = summary["actions"]
+    _gauge(registry, "imagepipe_near_duplicate_eval_copies_dropped", "Eval copies of leaks removed before evaluation"
+           ).labels(pipeline).set(actions["leak_eval_copies_dropped"])
+    _gauge(registry, "imagepipe_suspect_labels_excluded", "Suspect training examples left out of training").labels(
+        pipeline).set(actions["suspects_excluded_from_train"])
+
+
 def _add_model(registry: CollectorRegistry, pipeline: str, data: Mapping) -> None:
     evaluation = data.get("evaluation")
     if evaluation:
@@ -87,6 +107,7 @@ def registry_for_run(data: Mapping) -> CollectorRegistry:
     pipeline = data["run"]["pipeline"]
     _add_run(registry, pipeline, data)
     _add_data(registry, pipeline, data)
+    _add_quality(registry, pipeline, data)
     _add_model(registry, pipeline, data)
     return registry
 
