@@ -83,7 +83,37 @@ def test_serving_exposes_prometheus_metrics_where_the_scrape_annotations_point()
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     (config,) = [d for d in documents() if d["metadata"]["name"] == "imagepipe-serving-config"]
     assert f'path: "{annotations["prometheus.io/path"]}"' in config["data"]["monitoring.config"]
-    assert "model_version_policy" in config["data"]["models.config"]
+
+
+def serving_container_and_volumes():
+    (deployment,) = [d for d in documents()
+                     if d["kind"] == "Deployment" and d["metadata"]["name"] == "imagepipe-serving"]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = [c for c in spec["containers"] if c["name"] == "tensorflow-serving"]
+    return container, {volume["name"]: volume for volume in spec["volumes"]}
+
+
+def serving_flags(container) -> Dict[str, str]:
+    return dict(arg[2:].split("=", 1) for arg in container["args"])
+
+
+def test_tf_serving_polls_the_model_config_file_that_rollback_writes_in_the_serving_directory():
+    """The model config is the file `imagepipe rollback|pin|unpin|promote` and the Pusher write
+    (<serving dir>/models.config, serving/serving_dir.py), on the volume that holds the pushed versions; the
+    ConfigMap keeps only what never changes."""
+    from serving.rollback import DEFAULT_MODEL_NAME
+    from serving.serving_dir import MODEL_CONFIG_FILE
+
+    container, volumes = serving_container_and_volumes()
+    flags = serving_flags(container)
+    (models_mount,) = [mount for mount in container["volumeMounts"]
+                       if "persistentVolumeClaim" in volumes[mount["name"]]]
+    assert flags["model_config_file"] == f"{models_mount['mountPath']}/{MODEL_CONFIG_FILE}"
+    assert int(flags["model_config_file_poll_wait_seconds"]) > 0  # Re-read without a restart.
+    assert flags["allow_version_labels_for_unavailable_models"] == "true"  # A canary label while it loads.
+    (config,) = [d for d in documents() if d["metadata"]["name"] == "imagepipe-serving-config"]
+    assert MODEL_CONFIG_FILE not in config["data"]
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{DEFAULT_MODEL_NAME}"
 
 
 def test_namespace_is_default_deny():

@@ -94,3 +94,33 @@ def test_rollback_pins_a_previous_version_and_unpins(serving_dir, tmp_path, caps
     model = config.model_config_list.config[0]
     assert model.model_version_policy.latest.num_versions == DEFAULT_LATEST_VERSIONS
     assert model.base_path == "/models/imagepipe"  # Kept from the config, not reset to --serving-dir.
+
+
+def scores_of(result):
+    return [prediction["scores"] for prediction in result["predictions"][:3]]
+
+
+def test_predict_addresses_a_version_or_a_label_over_rest_grpc_and_locally(serving_dir, image_files, capsys):
+    """Version 1 and 2 are different models (30 and 60 training steps), so each answer shows which one replied."""
+    from serving import rollback
+
+    by_version = {version: run_predict(capsys, "--model", serving_dir, "--version", str(version), *image_files[:3])[1]
+                  for version in (1, 2)}
+    assert scores_of(by_version[1]) != scores_of(by_version[2])
+    rollback.promote(serving_dir, "stable", 1)
+    rollback.promote(serving_dir, "canary", 2)
+    _, local_canary = run_predict(capsys, "--model", serving_dir, "--label", "canary", *image_files[:3])
+    assert local_canary["model"].endswith("/2") and scores_of(local_canary) == scores_of(by_version[2])
+    versions = {1: os.path.join(serving_dir, "1"), 2: os.path.join(serving_dir, "2")}
+    with serving_double("imagepipe", versions, labels={"stable": 1, "canary": 2}) as (rest_url, grpc_target):
+        for api, target in (("--rest", rest_url), ("--grpc", grpc_target)):
+            for address, expected in ((("--label", "stable"), 1), (("--label", "canary"), 2),
+                                      (("--version", "1"), 1), ((), 2)):
+                code, result = run_predict(capsys, api, target, *address, *image_files[:3])
+                assert code == 0, (api, address, result)
+                np.testing.assert_allclose(scores_of(result), scores_of(by_version[expected]), rtol=1e-5)
+            code, result = run_predict(capsys, api, target, "--label", "nightly", image_files[0])
+            assert code == 1 and ("HTTP 404" in result["predictions"][0]["error"]
+                                  or result["predictions"][0]["error"].startswith("NOT_FOUND"))
+    with pytest.raises(SystemExit):  # argparse: --version and --label exclude each other.
+        main(["predict", "--model", serving_dir, "--version", "1", "--label", "canary", image_files[0]])

@@ -1,33 +1,60 @@
 """A TEST DOUBLE of TF Serving's predict APIs, not TF Serving.
 
 No tensorflow_model_server binary exists on PyPI or in Debian, so the clients are tested against this:
-REST `POST /v1/models/<name>[/versions/<v>]:predict` (row format, {"b64": ...} for bytes, errors as
-{"error": ...} with HTTP 400/404) and gRPC `tensorflow.serving.PredictionService/Predict` (the real
-tensorflow-serving-api protos and stubs), both executing the real pushed SavedModel's signatures.
+REST `POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict` (row format, {"b64": ...} for bytes, errors
+as {"error": ...} with HTTP 400/404) and gRPC `tensorflow.serving.PredictionService/Predict` (the real
+tensorflow-serving-api protos and stubs; ModelSpec.version or .version_label), both executing the real pushed
+SavedModels' signatures. Several versions may be served, with labels; a request that names no version gets
+the highest one, as TF Serving's does. It does not load from a config file or poll anything.
 It listens on 127.0.0.1 only, on an ephemeral port, for the duration of one test.
 """
 import base64
 import contextlib
 import json
+import os
 import re
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, Optional, Union
 
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-_PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(/versions/(?P<version>\d+))?:predict$")
+# TF Serving's own path pattern (tensorflow_serving/model_servers/http_rest_api_util.cc), predict only.
+_PREDICT_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?:predict$")
+
+
+class ServableNotFound(LookupError):
+    pass
 
 
 class _Servable:
-    def __init__(self, model_name: str, version_dir: str):
+    def __init__(self, model_name: str, version_dirs: Union[str, Dict[int, str]], labels: Optional[Dict] = None):
         self.model_name = model_name
-        self.model = tf.saved_model.load(version_dir)
+        if isinstance(version_dirs, str):
+            name = os.path.basename(version_dirs.rstrip("/"))
+            version_dirs = {int(name) if name.isdigit() else 1: version_dirs}
+        self.models = {version: tf.saved_model.load(path) for version, path in version_dirs.items()}
+        self.labels = dict(labels or {})
 
-    def run(self, signature_name: str, inputs):
-        signature = self.model.signatures[signature_name or "serving_default"]
+    def resolve(self, name: str, version: Optional[int] = None, label: Optional[str] = None):
+        if name != self.model_name:
+            raise ServableNotFound(f"Servable not found for request: Latest({name})")
+        if label:
+            if label not in self.labels:
+                raise ServableNotFound(f"Unrecognized servable version label: {label}")
+            version = self.labels[label]
+        if version is None:
+            version = max(self.models)
+        if version not in self.models:
+            raise ServableNotFound(f"Servable not found for request: Specific({name}, {version})")
+        return self.models[version]
+
+    def run(self, model, signature_name: str, inputs):
+        signature = model.signatures[signature_name or "serving_default"]
         outputs = signature(**{name: tf.constant(value) for name, value in inputs.items()})
         return {key: value.numpy() for key, value in outputs.items()}
 
@@ -36,14 +63,19 @@ def _rest_handler(servable: _Servable):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             match = _PREDICT_PATH.match(self.path)
-            if not match or match.group("name") != servable.model_name:
+            if not match:
                 return self._reply(404, {"error": f"Servable not found for request: {self.path}"})
+            try:
+                model = servable.resolve(match["name"], int(match["version"]) if match["version"] else None,
+                                         match["label"])
+            except ServableNotFound as error:
+                return self._reply(404, {"error": str(error)})
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             signature = body.get("signature_name", "serving_default")
             images = [base64.b64decode(instance["b64"]) for instance in body["instances"]]
-            input_name = list(servable.model.signatures[signature].structured_input_signature[1])[0]
+            input_name = list(model.signatures[signature].structured_input_signature[1])[0]
             try:
-                outputs = servable.run(signature, {input_name: images})
+                outputs = servable.run(model, signature, {input_name: images})
             except tf.errors.InvalidArgumentError as error:
                 return self._reply(400, {"error": error.message})
             rows = [{key: _jsonable(value[index]) for key, value in outputs.items()} for index in range(len(images))]
@@ -75,11 +107,16 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.servable = servable
 
     def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802 (gRPC's name)
-        if request.model_spec.name != self.servable.model_name:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
+        spec = request.model_spec
+        choice = spec.WhichOneof("version_choice")
+        try:
+            model = self.servable.resolve(spec.name, spec.version.value if choice == "version" else None,
+                                          spec.version_label if choice == "version_label" else None)
+        except ServableNotFound as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error))
         inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
         try:
-            outputs = self.servable.run(request.model_spec.signature_name, inputs)
+            outputs = self.servable.run(model, spec.signature_name, inputs)
         except tf.errors.InvalidArgumentError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
         response = predict_pb2.PredictResponse()
@@ -90,9 +127,11 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 @contextlib.contextmanager
-def serving_double(model_name: str, version_dir: str):
-    """Yields (rest_base_url, grpc_target) of the double, both on 127.0.0.1; stops them on exit."""
-    servable = _Servable(model_name, version_dir)
+def serving_double(model_name: str, version_dirs: Union[str, Dict[int, str]], labels: Optional[Dict] = None):
+    """Yields (rest_base_url, grpc_target) of the double, both on 127.0.0.1; stops them on exit.
+
+    `version_dirs`: one version directory, or {version: directory}; `labels`: {label: version}."""
+    servable = _Servable(model_name, version_dirs, labels)
     http_server = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(servable))
     http_thread = threading.Thread(target=http_server.serve_forever, daemon=True)
     http_thread.start()
