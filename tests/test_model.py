@@ -170,3 +170,8 @@ def test_unreachable_imagenet_download_says_how_to_supply_a_file(monkeypatch, tm
     monkeypatch.setattr(mobilenet_v2.data_utils, "get_file", offline_get_file)
     with pytest.raises(weights_lib.WeightsUnavailableError, match="pass --weights /path/to/that.h5"):
         model_lib.build_base(TrainingConfig(image_size=96, alpha=0.35, weights="imagenet"))
+
+
+def test_an_alpha_without_published_imagenet_weights_is_refused_as_such_not_as_a_failed_download():
+    with pytest.raises(ValueError, match=r"alpha must be one of .*Received `alpha=0.6`"):
+        model_lib.build_base(TrainingConfig(image_size=96, alpha=0.6, weights="imagenet"))

@@ -22,6 +22,8 @@ def build_base(config: TrainingConfig) -> tf_keras.Model:
         try:
             return tf_keras.applications.MobileNetV2(
                 input_shape=input_shape, alpha=config.alpha, include_top=False, weights="imagenet")
+        except ValueError:  # Keras' own argument checks, e.g. an alpha with no published ImageNet weights.
+            raise
         except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...") offline.
             raise weights_lib.WeightsUnavailableError(weights_lib.imagenet_unavailable_message(error)) from error
     base = tf_keras.applications.MobileNetV2(
