@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
-from pipeline.report import run_data
+from pipeline.report import quality, run_data
 from pipeline.report.store import (COMPLETE, FAILED, PLANNED_COMPONENTS_PROPERTY, TFX_RUN_CONTEXT_TYPE,
                                    MetadataReader, sqlite_config)
 from pipeline.workdir_lock import workdir_lock
@@ -174,6 +174,9 @@ def summary_of(data: Dict) -> Dict:
     gate = (data.get("validation") or {}).get("gate")
     if gate is not None:
         summary["data_validation_warnings"] = gate.get("warnings", [])
+    data_quality = quality.run_summary_entry(data.get("quality"))
+    if data_quality:
+        summary["data_quality"] = data_quality
     model = (data.get("lineage") or {}).get("model")
     if model:
         summary["model"] = model["uri"]
@@ -234,6 +237,7 @@ def format_summary(summary: Dict, serving_dir: Optional[str] = None) -> str:
                 + f" (manifest: {examples.get('quarantine_manifest')})")
     for warning in summary.get("data_validation_warnings", []):
         lines.append(f"Data validation warning: {warning}")
+    lines += quality.summary_lines(summary.get("data_quality"))
     if summary.get("metrics"):
         lines.append("Evaluation (eval split): " + _headline_metrics(summary["metrics"]))
     if summary.get("per_class"):

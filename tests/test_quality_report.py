@@ -81,3 +81,11 @@ def test_metrics_carry_the_quality_counts(quality_run):
                  'imagepipe_outliers{pipeline="unit-test"} 1.0',
                  'imagepipe_estimated_label_noise{pipeline="unit-test"} 0.05'):
         assert line in text
+
+
+def test_run_summary_names_the_findings_and_what_was_done(quality_run):
+    entry = quality.run_summary_entry(quality.quality_section(quality_run, with_thumbnails=False))
+    assert entry["suspect_labels"] == 1 and entry["near_duplicate_leaks"] == 1
+    assert entry["files"]["suspect_labels"].endswith(findings.SUSPECTS_FILE_NAME)
+    (line,) = quality.summary_lines(entry)
+    assert "1 suspect labels (estimated label noise 5.0%)" in line and "1 leaking eval copies dropped" in line

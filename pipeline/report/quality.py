@@ -94,3 +94,28 @@ def format_findings(found: Dict, limit: int) -> str:
         lines.append(f"Outlier (z {outlier['score']}, nearest class {outlier['nearest_class']}): "
                      f"{outlier['split']} {outlier['given_class']} {outlier['source_uri']}")
     return "\n".join(lines)
+
+
+def run_summary_entry(section: Optional[Dict]) -> Optional[Dict]:
+    """What run_summary.json says of the stage: the counts, what was done, and where the findings are."""
+    if not section or not section.get("summary"):
+        return None
+    summary = section["summary"]
+    counts = ("suspect_labels", "estimated_label_noise", "near_duplicate_groups", "near_duplicate_leaks", "outliers")
+    return {**{key: summary[key] for key in counts}, "actions": summary["actions"],
+            "stopped_run": summary.get("stopped_run", []), "files": section["files"]}
+
+
+def summary_lines(entry: Optional[Dict]) -> List[str]:
+    """The printed summary's lines for the stage (run_summary_entry's result)."""
+    if not entry:
+        return []
+    actions = entry["actions"]
+    done = [f"{actions['leak_eval_copies_dropped']} leaking eval copies dropped" if actions["leak_eval_copies_dropped"]
+            else f"leaks: {actions['near_duplicate_leaks']}"]
+    if actions["exclude_suspect_labels"]:
+        done.append(f"{actions['suspects_excluded_from_train']} suspects left out of training")
+    return [f"Data quality: {entry['suspect_labels']} suspect labels (estimated label noise "
+            f"{100 * entry['estimated_label_noise']:.1f}%), {entry['near_duplicate_groups']} near-duplicate groups "
+            f"({entry['near_duplicate_leaks']} straddle train and eval), {entry['outliers']} outliers; "
+            f"{'; '.join(done)} (`imagepipe suspects`; {entry['files']['summary']})"]
