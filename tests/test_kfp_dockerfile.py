@@ -29,3 +29,12 @@ def test_boot_comes_from_the_beam_sdk_image_of_the_pinned_beam_version():
         f"the boot must be Beam {pinned}'s, the SDK version constraints.txt installs"
     assert re.search(r"^FROM apache/beam_python3\.10_sdk:\$\{BEAM_VERSION\} AS (\S+)$", text, flags=re.MULTILINE)
     assert re.search(r"^COPY --from=\S+ /opt/apache/beam /opt/apache/beam$", final_stage(text), flags=re.MULTILINE)
+
+
+def test_every_package_setup_py_installs_is_copied_into_the_image():
+    # setup.py finds packages among what is copied: a package left out of the COPY lines is silently missing from
+    # the image (the Pusher imports serving/).
+    include = re.search(r"find_packages\(include=\[([^\]]*)\]", (REPO / "setup.py").read_text()).group(1)
+    packages = set(re.findall(r'"(\w+)"', include))  # "pipeline", not "pipeline.*"
+    copied = set(re.findall(r"^COPY (\S+) \./\1$", dockerfile(), flags=re.MULTILINE))
+    assert packages and packages <= copied, packages - copied
