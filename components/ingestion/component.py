@@ -54,7 +54,7 @@ class ImageExampleGen(FileBasedExampleGen):
         custom_config = example_gen_pb2.CustomConfig()
         settings = struct_pb2.Struct()
         settings.update({"max_pixels": max_pixels, "max_bytes": max_bytes, "max_stored_side": max_stored_side,
-                       executor.READ_THREADS_KEY: read_threads})
+                         executor.READ_THREADS_KEY: read_threads})
         custom_config.custom_config.Pack(settings)
         super().__init__(input_base=input_base, input_config=input_config, output_config=output_config,
                          custom_config=custom_config)

@@ -76,7 +76,7 @@ def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
     tiff = tf.cond(is_jpeg, lambda: _find_exif_tiff_header(encoded), lambda: tf.constant(-1))
 
     def read_orientation():
-        little_endian = tf.equal(tf.strings.substr(encoded, tiff, 2), b"II")
+        little_endian = tf.equal(tf.strings.substr(encoded, tf.minimum(tiff, tf.strings.length(encoded)), 2), b"II")
         ifd = tiff + _unsigned(_bytes_at(encoded, tiff + 4, 4), little_endian)
         entry_count = tf.minimum(_unsigned(_bytes_at(encoded, ifd, 2), little_endian), _MAX_IFD_ENTRIES)
         entries = tf.reshape(_bytes_at(encoded, ifd + 2, _MAX_IFD_ENTRIES * _IFD_ENTRY_BYTES),
@@ -91,20 +91,20 @@ def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
 
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
-    """[height, width, channels] turned upright for EXIF orientation 1-8, as Pillow's exif_transpose does."""
+    """[height, width, channels] turned upright for EXIF orientation 1-8, as Pillow's exif_transpose does.
 
-    def transpose(pixels):
-        return tf.transpose(pixels, [1, 0, 2])
-
+    Plain reverse/transpose, not tf.image.rot90 or flip_*: those add Assert ops, which are stateful, so TF
+    would no longer prune the image branch from a signature that asks only for the label (transform_features)."""
+    transposed = tf.transpose(image, [1, 0, 2])
     return tf.switch_case(orientation - 1, [
         lambda: image,
-        lambda: tf.image.flip_left_right(image),
-        lambda: tf.image.rot90(image, 2),
-        lambda: tf.image.flip_up_down(image),
-        lambda: transpose(image),
-        lambda: tf.image.rot90(image, 3),
-        lambda: tf.image.rot90(transpose(image), 2),
-        lambda: tf.image.rot90(image, 1),
+        lambda: tf.reverse(image, [1]),  # FLIP_LEFT_RIGHT
+        lambda: tf.reverse(image, [0, 1]),  # ROTATE_180
+        lambda: tf.reverse(image, [0]),  # FLIP_TOP_BOTTOM
+        lambda: transposed,  # TRANSPOSE
+        lambda: tf.reverse(transposed, [1]),  # ROTATE_270 (90 degrees clockwise)
+        lambda: tf.reverse(transposed, [0, 1]),  # TRANSVERSE
+        lambda: tf.reverse(transposed, [0]),  # ROTATE_90 (90 degrees counter-clockwise)
     ])
 
 
@@ -120,7 +120,8 @@ def _to_rgb(pixels: tf.Tensor) -> tf.Tensor:
     """Any decoded channel count (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as RGB without alpha."""
     channels = tf.shape(pixels)[-1]
     opaque = tf.cond(tf.equal(channels % 2, 0), lambda: _composite_on_white(pixels), lambda: pixels)
-    return tf.cond(tf.equal(tf.shape(opaque)[-1], 1), lambda: tf.image.grayscale_to_rgb(opaque), lambda: opaque)
+    # tf.tile, not tf.image.grayscale_to_rgb, which adds a (stateful) Assert op; see apply_orientation.
+    return tf.cond(tf.equal(tf.shape(opaque)[-1], 1), lambda: tf.tile(opaque, [1, 1, 3]), lambda: opaque)
 
 
 def decode_upright_rgb(encoded: tf.Tensor) -> tf.Tensor:
