@@ -117,3 +117,26 @@ def test_a_class_without_eval_examples_blocks_blessing(tmp_path, models):
     blessing = evaluate(tmp_path, without_blue_sky, models["trained"], None, config)
     assert blessing.get_int_custom_property("blessed") == 0
     assert reasons(blessing) == ["no eval examples in slice label=blue sky: the class cannot be checked"]
+
+
+def write_eval_examples_with_an_untrained_class(directory, untrained_class):
+    """The eval split of every class the models know, plus 5 examples of a class they never saw in training."""
+    examples = write_eval_examples(directory, list(COLORS))
+    with tf.io.TFRecordWriter(os.path.join(examples.uri, "Split-eval", "untrained.gz"), "GZIP") as writer:
+        for image, _ in labelled_images(5, seed=30)[:5]:
+            example = tf.train.Example.FromString(tf_example(image))
+            example.features.feature[features.LABEL_KEY].bytes_list.value.append(untrained_class.encode())
+            writer.write(example.SerializeToString())
+    return examples
+
+
+@pytest.mark.slow  # One TFMA run on Beam (about 20 s).
+def test_a_class_with_no_training_examples_ends_not_blessed_with_the_reason(tmp_path, models):
+    # As when a class folder has eval images only: the class names of the run know it, the model does not.
+    examples = write_eval_examples_with_an_untrained_class(tmp_path / "examples", "violet")
+    config = eval_config_lib.build_eval_config(**LOW_BAR, class_names=[*COLORS, "violet"])
+    blessing = evaluate(tmp_path, examples, models["trained"], None, config)
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
+    assert not os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    assert "class 'violet' has no training examples: the model cannot predict it" in reasons(blessing)

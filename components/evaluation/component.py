@@ -5,15 +5,18 @@ import os
 from typing import Any, Dict, List
 
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 from tfx import types
 from tfx.components.evaluator import component as evaluator_component
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs as specs
-from tfx.utils import path_utils
+from tfx.utils import path_utils, proto_utils
 
 from components import features
+from components.evaluation import eval_config as eval_config_lib
 from components.evaluation import report as report_lib
 
 # Custom properties of the ModelBlessing artifact: shown by the KFP UI and read by the run summary.
@@ -31,18 +34,44 @@ def read_model_info(model_uri: str) -> Dict:
         return json.loads(handle.read())
 
 
+def mark_not_blessed(blessing: types.Artifact) -> None:
+    """Overrides TFX's decision the way TFX records it (tfx/components/evaluator/executor.py: a NOT_BLESSED
+    file and the `blessed` property, which the Pusher reads)."""
+    tf.io.gfile.makedirs(blessing.uri)
+    blessed_file = os.path.join(blessing.uri, evaluator_constants.BLESSED_FILE_NAME)
+    if tf.io.gfile.exists(blessed_file):
+        tf.io.gfile.remove(blessed_file)
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, evaluator_constants.NOT_BLESSED_FILE_NAME), "w") as handle:
+        handle.write("")
+    blessing.set_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                     evaluator_constants.NOT_BLESSED_VALUE)
+
+
 class Executor(evaluator_executor.Executor):
-    """Runs TFX's Evaluator executor unchanged, then writes the report next to its blessing."""
+    """Runs TFX's Evaluator executor unchanged, then writes the report next to its blessing; refuses a model
+    with no output for a class the run names (no training examples) without running it."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        super().Do(input_dict, output_dict, exec_properties)
-        evaluation = artifact_utils.get_single_instance(output_dict[specs.EVALUATION_KEY])
-        blessing = artifact_utils.get_single_instance(output_dict[specs.BLESSING_KEY])
         model = artifact_utils.get_single_instance(input_dict[specs.MODEL_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[specs.BLESSING_KEY])
         model_info = read_model_info(model.uri)
-        report = report_lib.build_report(evaluation.uri, model_info.get("class_names", []),
-                                         has_baseline=bool(input_dict.get(specs.BASELINE_MODEL_KEY)))
+        model_classes = model_info.get("class_names", [])
+        has_baseline = bool(input_dict.get(specs.BASELINE_MODEL_KEY))
+        eval_config = proto_utils.json_to_proto(exec_properties[specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
+        untrained = eval_config_lib.classes_without_outputs(eval_config, model_classes) if model_classes else []
+        if untrained:
+            # The label vocabulary comes from the training split, so such a class's eval examples have label
+            # id -1, on which TFMA's calibration and cross-entropy fail the whole run. The model cannot be
+            # blessed whatever its other metrics: TFMA is not run, and the reason is recorded.
+            report = report_lib.not_evaluated_report(
+                [f"class {name!r} has no training examples: the model cannot predict it" for name in untrained],
+                model_classes, has_baseline)
+            mark_not_blessed(blessing)
+        else:
+            super().Do(input_dict, output_dict, exec_properties)
+            evaluation = artifact_utils.get_single_instance(output_dict[specs.EVALUATION_KEY])
+            report = report_lib.build_report(evaluation.uri, model_classes, has_baseline=has_baseline)
         examples = input_dict[specs.EXAMPLES_KEY][0]
         if examples.has_custom_property("examples_per_class_and_split"):
             report["examples_per_class_and_split"] = json.loads(

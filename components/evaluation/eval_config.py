@@ -119,6 +119,18 @@ def build_eval_config(min_accuracy: Optional[float], max_accuracy_drop: Optional
     return eval_config
 
 
+def named_classes(eval_config: tfma.EvalConfig) -> List[str]:
+    """The class names the config slices by (class_slices), in order."""
+    return [spec.feature_values[features.LABEL_KEY] for spec in eval_config.slicing_specs
+            if features.LABEL_KEY in spec.feature_values]
+
+
+def classes_without_outputs(eval_config: tfma.EvalConfig, model_class_names: Sequence[str]) -> List[str]:
+    """Named classes the model has no output for: no training examples (the label vocabulary comes from the
+    training split), though the run's class folders name them."""
+    return [name for name in named_classes(eval_config) if name not in set(model_class_names)]
+
+
 def threshold_metric_names(eval_config: tfma.EvalConfig) -> List[str]:
     names = []
     for spec in eval_config.metrics_specs:

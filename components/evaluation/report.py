@@ -145,6 +145,21 @@ def build_report(evaluation_uri: str, class_names: Sequence[str], has_baseline: 
     }
 
 
+def not_evaluated_report(reasons: List[str], class_names: Sequence[str], has_baseline: bool) -> Dict:
+    """The report of a model refused before TFMA ran (same keys as build_report, no metrics)."""
+    return {
+        "blessed": False,
+        "reasons": reasons,
+        "compared_with_baseline": has_baseline,
+        "overall": {},
+        "expected_calibration_error": None,
+        "per_class": {},
+        "per_class_slices": {},
+        "confusion_matrix": {"class_names": list(class_names), "actual_by_predicted": None},
+        "accuracy_metric": ACCURACY_METRIC,
+    }
+
+
 def write_report(report: Dict, directory: str) -> str:
     path = os.path.join(directory, REPORT_FILE_NAME)
     with tf.io.gfile.GFile(path, "w") as handle:
