@@ -18,6 +18,7 @@ test-fast: $(STAMP) browser prometheus  ## Unit tests only: skips the end-to-end
 
 bench: $(STAMP)  ## Every benchmark, one after the other (about an hour on 2 cores); writes bench/RESULTS.md.
 	$(BIN)/python bench/bench_ingestion.py
+	$(BIN)/python bench/bench_photos.py
 	$(BIN)/python bench/bench_trainer.py
 	$(BIN)/python bench/bench_machine.py
 	$(BIN)/python bench/bench_serving.py

@@ -8,6 +8,7 @@ from bench import common  # noqa: E402
 
 SECTIONS = (
     ("ingestion.txt", "Ingestion throughput and growth", "python bench/bench_ingestion.py"),
+    ("photos.txt", "Camera-size photos: ingestion, stored bytes and memory", "python bench/bench_photos.py"),
     ("trainer.txt", "Training: seed recipe versus this Trainer", "python bench/bench_trainer.py"),
     ("machine.txt", "Machine limit", "python bench/bench_machine.py"),
     ("serving.txt", "Serving latency and throughput", "python bench/bench_serving.py"),
