@@ -4,8 +4,8 @@ Transform and Trainer name their code by dotted path and the image has this pack
 compile step uploads nothing: it works offline whatever the pipeline root is (gs://, s3://, a PVC path).
 
 On top of what TFX compiles, this module sets per-task CPU/memory/GPU, per-component Beam args and the
-run-time parameters, and disables the cache of the baseline import (it reads the serving directory,
-which is not among its inputs).
+run-time parameters, and disables the cache of the tasks whose cache key cannot see what they read
+(UNCACHED_TASKS).
 """
 import dataclasses
 import json
@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base.base_beam_component import BaseBeamComponent
 
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import LATEST_PUSHED_MODEL_ID, create_pipeline
+from pipeline.pipeline import LATEST_PUSHED_MODEL_ID, SCHEMA_IMPORT_ID, create_pipeline
 
 DEFAULT_IMAGE = "ghcr.io/imagepipe/imagepipe:0.1.0"
 # The name Kubernetes schedules NVIDIA GPUs by (KFP OSS). Vertex AI wants a machine accelerator name
@@ -31,6 +31,15 @@ RUNTIME_PARAMETERS = {
     ("ImageExampleGen", "input_base"): "data_root",
     ("Trainer", "custom_config"): "training_config",
 }
+
+
+# Tasks whose KFP cache key cannot see what they read, so KFP must always run them. KFP's key holds the
+# task's parameters, input artifacts and container (backend/src/v2/cacheutils/cache.go, GenerateCacheKey):
+# - ImageExampleGen: the images under data_root. TFX fingerprints them in its driver, which KFP OSS never runs
+#   (see tests/kfp_v2_launcher.py), so new images under the same data_root would reuse the old Examples.
+# - ImportSchemaGen: the schema file's content (its path is all the key holds; the file is read at run time).
+# - latest_pushed_model: the serving directory, which the Pusher changes between runs.
+UNCACHED_TASKS = ("ImageExampleGen", SCHEMA_IMPORT_ID, LATEST_PUSHED_MODEL_ID)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +161,8 @@ def compile_pipeline(config: PipelineConfig, output_file: str,
     job = runner.run(tfx_pipeline, parameter_values=parameter_defaults, write_out=False)
     set_parameter_defaults(job["pipelineSpec"], parameter_defaults)
     set_task_resources(job["pipelineSpec"], settings.resources)
-    set_task_caching(job["pipelineSpec"], LATEST_PUSHED_MODEL_ID, enabled=False)
+    for task_name in UNCACHED_TASKS:
+        set_task_caching(job["pipelineSpec"], task_name, enabled=False)
     os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
     with open(output_file, "w") as handle:
         json.dump(job, handle, indent=1, sort_keys=True)

@@ -18,9 +18,10 @@ from components.ingestion.component import ImageExampleGen
 from components.pusher.component import TFLITE_TOLERANCE_KEY, VersionedPusher
 from components.quality.component import DataQuality
 from components.quality.executor import FILTERED_EXAMPLES_KEY
+from components.schema_import.component import ContentKeyedImportSchemaGen
 from components.validation.component import DataValidationGate
 from components.validation.previous_statistics import RecentStatisticsStrategy
-from components.trainer.run import TRAINING_CONFIG_KEY
+from components.trainer.run import CHECKPOINT_ROOT_KEY, TRAINING_CONFIG_KEY, checkpoint_root
 from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_RESOLVER, PipelineConfig, components_fingerprint
 
 SCHEMA_FILE_NAME = "schema.pbtxt"
@@ -31,6 +32,7 @@ RUN_FN = "components.trainer.run.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
 LATEST_PUSHED_MODEL_ID = "latest_pushed_model"
 PREVIOUS_STATISTICS_ID = "previous_statistics_resolver"
+SCHEMA_IMPORT_ID = "ImportSchemaGen"
 BASELINE_OUTPUT_KEYS = {BASELINE_RESOLVER: "model", BASELINE_LATEST_PUSHED: BASELINE_MODEL_KEY}
 
 
@@ -50,7 +52,9 @@ def create_components(config: PipelineConfig) -> List:
     code_version = components_fingerprint()
     example_gen = ImageExampleGen(input_base=config.data_root, eval_percent=config.eval_percent,
                                   span_folder=config.span_folder, max_stored_side=config.max_stored_side)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(config.schema_dir, SCHEMA_FILE_NAME))
+    # Keyed on the schema's content too: an edited schema.pbtxt must not reuse the cached copy of the old one.
+    schema_gen = ContentKeyedImportSchemaGen(schema_file=os.path.join(config.schema_dir, SCHEMA_FILE_NAME)).with_id(
+        SCHEMA_IMPORT_ID)
     # Semantic-domain statistics add TFDV's image statistics (format histogram, largest size) to image_bytes.
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
@@ -94,7 +98,8 @@ def create_components(config: PipelineConfig) -> List:
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={TRAINING_CONFIG_KEY: config.training.to_json_dict(), "code_version": code_version},
+        custom_config={TRAINING_CONFIG_KEY: config.training.to_json_dict(), "code_version": code_version,
+                       CHECKPOINT_ROOT_KEY: checkpoint_root(config.pipeline_root)},
     )
     baseline = create_baseline(config, trainer.outputs["model"])
     evaluation = config.evaluation

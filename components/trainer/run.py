@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import posixpath
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -14,22 +15,40 @@ from components.trainer import model as model_lib
 from components.trainer.hparams import TrainingConfig
 
 TRAINING_CONFIG_KEY = "training"
+# custom_config key of the folder that holds the checkpoints of every run of the pipeline (see checkpoint_root).
+CHECKPOINT_ROOT_KEY = "checkpoint_root"
+
+
+def checkpoint_root(pipeline_root: str) -> str:
+    """`<pipeline root>/Trainer/checkpoints`: the same folder for every run, whatever the orchestrator's artifact
+    layout. Output folders are not: TFX locally writes `<root>/Trainer/model_run/<execution id>`, KFP writes
+    `<root>/<pipeline>/<run id>/Trainer/<uuid>/model_run` (kubeflow/pipelines backend/src/v2/driver/driver.go,
+    `provisionOutputs`), so a folder derived from the output URI differs between KFP runs."""
+    return posixpath.join(pipeline_root, "Trainer", "checkpoints")
 
 
 def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str:
     """A checkpoint folder that a re-run of the same Trainer inputs finds again after a crash.
 
     Each execution gets new output folders, so the key is a hash of what the training depends on
-    (config, example files, Transform graph), kept beside the Trainer's outputs.
+    (config, example files, Transform graph), under the pipeline's checkpoint root.
     """
     key = hashlib.sha256(json.dumps(
         [fn_args.custom_config, sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output],
         sort_keys=True, default=str).encode()).hexdigest()[:16]
-    trainer_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
-    return os.path.join(trainer_dir, "checkpoints", key)
+    root = fn_args.custom_config.get(CHECKPOINT_ROOT_KEY)
+    if not root:  # A hand-written custom_config without it: TFX's local layout, <root>/Trainer/model_run/<id>.
+        root = posixpath.join(posixpath.dirname(posixpath.dirname(fn_args.model_run_dir.rstrip("/"))), "checkpoints")
+        logging.warning("custom_config has no %s; checkpoints go to %s, which only TFX's local layout keeps "
+                        "from one run to the next", CHECKPOINT_ROOT_KEY, root)
+    return posixpath.join(root, key)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    # First, before TensorFlow runs any op: MultiWorkerMirroredStrategy configures collective ops, which TF
+    # allows only at program start (a later creation raises "Collective ops must be configured at program
+    # startup": tensorflow/python/eager/context.py, configure_collective_ops).
+    strategy = training.choose_strategy()
     config = TrainingConfig.from_json_dict(fn_args.custom_config[TRAINING_CONFIG_KEY])
     training.set_precision(config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -49,7 +68,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         steps_per_epoch=steps_per_epoch)
 
     checkpoint_dir = checkpoint_dir_for(fn_args)
-    strategy = training.choose_strategy()
     logging.info("Distribution: %s with %d replica(s); checkpoints in %s", type(strategy).__name__,
                  strategy.num_replicas_in_sync, checkpoint_dir)
     with strategy.scope():
