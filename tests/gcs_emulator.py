@@ -99,6 +99,16 @@ def _wait_until_serving(process: subprocess.Popen, endpoint: str, log_path: Path
     raise RuntimeError(f"fake-gcs-server did not answer within {_START_TIMEOUT_S} s: {log_path.read_text()}")
 
 
+def _die_with_this_process() -> None:
+    """preexec_fn: the kernel stops the child when the test process dies, even by SIGKILL (prctl
+    PR_SET_PDEATHSIG), so an interrupted session leaves no emulator behind. Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -119,7 +129,7 @@ def _fake_gcs_server(workdir: Path) -> Iterator[str]:
              # In memory: the filesystem backend stores object "d/" as a folder, so it loses the empty
              # "directory" objects that gfile.makedirs writes, and it cannot hold both "a" and "a/b".
              "-backend", "memory", "-external-url", endpoint, "-log-level", "warn"],
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_this_process)
     try:
         _wait_until_serving(process, endpoint, log_path)
         yield endpoint
@@ -132,7 +142,8 @@ def _route(emulator_url: str, workdir: Path) -> Iterator[Tuple[str, Path]]:
     """Starts tests/gcs_emulator_route.py in its own process; yields its URL and the test CA it uses for TLS."""
     ca_cert, cert, key = write_test_ca_and_server_cert(workdir)
     process = subprocess.Popen([sys.executable, "-m", "tests.gcs_emulator_route", emulator_url, str(cert), str(key)],
-                               stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent, text=True)
+                               stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent, text=True,
+                               preexec_fn=_die_with_this_process)
     try:
         port = process.stdout.readline().strip()
         if not port:
