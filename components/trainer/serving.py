@@ -25,6 +25,7 @@ import tf_keras
 
 from components import features
 from components.ingestion import image_tree
+from components.native_stderr import native_log_path, native_stderr_to
 
 # Header bytes that hold the dimensions of every supported non-JPEG format (PNG's IHDR ends at byte 24).
 _HEADER_BYTES = 32
@@ -241,12 +242,14 @@ def convert_to_tflite(model: tf_keras.Model, image_size: int, quantization: str,
         if representative_images is None or not len(representative_images):
             raise ValueError("int8 quantization needs representative images from the training split.")
         converter.representative_dataset = lambda: ([image[None]] for image in representative_images)
-    return converter.convert()
+    with native_stderr_to(native_log_path("tflite")):  # The converter's absl lines (see native_stderr.py).
+        return converter.convert()
 
 
 def tflite_probabilities(content: bytes, images: np.ndarray) -> np.ndarray:
-    interpreter = tf.lite.Interpreter(model_content=content)
-    interpreter.allocate_tensors()
+    with native_stderr_to(native_log_path("tflite")):  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = tf.lite.Interpreter(model_content=content)
+        interpreter.allocate_tensors()
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     rows = []
