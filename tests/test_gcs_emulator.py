@@ -52,6 +52,22 @@ def test_tensorflow_gfile_reaches_the_emulator(gcs_emulator):
     assert not gfile.exists(f"{root}/e/renamed.txt") and not gfile.exists(f"{root}/d/sub/big.bin")
 
 
+def test_tensorflow_folders_are_empty_objects_that_other_clients_list(gcs_emulator):
+    """gfile.makedirs on GCS writes an empty object per folder, named with a trailing "/" (GcsFileSystem::CreateDir
+    in tsl/platform/cloud/gcs_file_system.cc); the Trainer's model folders have them. A google-cloud-storage
+    listing returns them beside the files: code that copies or hashes "every object under a folder" must skip
+    names ending in "/" (reading one as a file fails with 404)."""
+    import tensorflow as tf
+
+    bucket = gcs_emulator.new_bucket()
+    tf.io.gfile.makedirs(f"gs://{bucket}/model/variables")
+    with tf.io.gfile.GFile(f"gs://{bucket}/model/saved_model.pb", "wb") as file:
+        file.write(b"graph")
+
+    listed = {blob.name: blob.size for blob in gcs_emulator.client().list_blobs(bucket, prefix="model/")}
+    assert listed == {"model/": 0, "model/variables/": 0, "model/saved_model.pb": 5}
+
+
 def test_tensorflow_saves_and_loads_a_saved_model_on_the_emulator(gcs_emulator):
     import tensorflow as tf
 
