@@ -91,6 +91,7 @@ def test_native_stderr_goes_to_a_file_only_in_a_quiet_run(tmp_path, monkeypatch)
         raise RuntimeError("the step failed")  # fd 2 is restored, and the file's path logged.
 
 
+@pytest.mark.slow  # Two processes that import TensorFlow and TFX (about 30 s).
 def test_start_up_prints_no_tensorflow_or_warning_noise_without_v_and_everything_with_v(tmp_path):
     # `runs` imports the whole CLI (TensorFlow, TFDV, TFX's google-cloud dependencies) and reads no store.
     args = ["runs", "--workdir", str(tmp_path)]
@@ -114,6 +115,7 @@ print(serving.tflite_probabilities(content, np.zeros((1, 8, 8, 3), np.float32)).
 """
 
 
+@pytest.mark.slow  # A process that converts a small model (about 30 s).
 def test_tflite_conversion_and_scoring_print_nothing_in_a_quiet_run():
     result = run_entry_point([], code=TFLITE_SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -136,6 +138,7 @@ print("Beam executor built")
 """
 
 
+@pytest.mark.slow  # A process that imports TFX (about 20 s).
 def test_v_does_not_reach_the_absl_flags_of_tfx_beam_executors(tmp_path):
     result = subprocess.run([sys.executable, "-c", BEAM_EXECUTOR_AFTER_V, str(tmp_path)], cwd=REPO,
                             env=clean_environment(), capture_output=True, text=True, timeout=600)

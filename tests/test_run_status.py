@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline import local_runner
 from pipeline.report import run_data, store
 
@@ -67,6 +69,7 @@ def kill_between_components(tmp_path) -> Path:
     return workdir
 
 
+@pytest.mark.slow  # Two real LocalDagRunner runs, one in its own process (about a minute).
 def test_a_run_killed_between_two_components_is_not_reported_complete(tmp_path):
     workdir = kill_between_components(tmp_path)
     reader = store.MetadataReader(store.sqlite_config(str(workdir / "metadata.sqlite")))
