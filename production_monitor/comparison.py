@@ -2,7 +2,6 @@
 predicted-class mix against the eval split's (L-infinity), and the mean top-1 confidence against eval's."""
 import collections
 import dataclasses
-import glob
 import logging
 from typing import Dict, List, Optional, Sequence
 
@@ -120,7 +119,7 @@ class ServedModel:
 
 def eval_images(pattern: str, limit: int) -> List[bytes]:
     """Up to `limit` encoded images of the eval split (GZIP TFRecords of tf.Example, as ingestion writes)."""
-    paths = sorted(tf.io.gfile.glob(pattern)) if "://" in pattern else sorted(glob.glob(pattern))
+    paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
         raise ValueError(f"No eval examples at {pattern}.")
     images = []

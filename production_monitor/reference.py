@@ -8,10 +8,10 @@ from typing import Optional
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components.baseline.latest_pushed import latest_version_dir
 from components.ingestion.image_tree import EVAL_SPLIT, TRAIN_SPLIT
 from pipeline.report import run_data
 from pipeline.report.store import MetadataReader, RunRecord
+from serving.serving_dir import ServingDir
 
 SCHEMA_FILE = "schema.pbtxt"  # What ImportSchemaGen/SchemaGen write (tfx/components/schema_gen/executor.py).
 
@@ -26,17 +26,15 @@ class ServedReference:
     schema: schema_pb2.Schema
 
 
-def served_version_dir(serving_dir: str, version: Optional[int] = None) -> str:
-    """The version TF Serving serves by default (the newest complete one), or the named one."""
+def served_version(serving_dir: str, version: Optional[int] = None) -> int:
+    """The version TF Serving serves by default (the newest complete one), or the named one if complete."""
+    directory = ServingDir(serving_dir)
     if version is None:
-        found = latest_version_dir(serving_dir)
-        if found is None:
+        version = directory.latest_version()
+        if version is None:
             raise ValueError(f"No complete model version under {serving_dir}: nothing is served yet.")
-        return found
-    path = posixpath.join(serving_dir, str(version))
-    if not tf.io.gfile.exists(posixpath.join(path, "saved_model.pb")):
-        raise ValueError(f"Version {version} is not a complete model version under {serving_dir}.")
-    return path
+    directory.require_complete(version)
+    return version
 
 
 def _served_by(run: RunRecord) -> Optional[int]:
@@ -68,8 +66,8 @@ def _read_schema(schema_uri: str) -> schema_pb2.Schema:
 
 def find_reference(reader: MetadataReader, serving_dir: str, version: Optional[int] = None) -> ServedReference:
     """The newest run that pushed the served version and still has its statistics; ValueError if none."""
-    version_dir = served_version_dir(serving_dir, version)
-    number = int(posixpath.basename(version_dir.rstrip("/")))
+    number = served_version(serving_dir, version)
+    version_dir = ServingDir(serving_dir).version_dir(number)
     for context in reader.run_contexts():
         run = reader.read_run(context)
         if _served_by(run) != number:

@@ -79,7 +79,11 @@ def tf_serving_metrics_double(model_name: str) -> Iterator[Dict]:
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            pass  # A scrape Prometheus gave up on (timeout) only breaks its own connection.
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
