@@ -192,5 +192,7 @@ def split_at_block(classifier: Classifier, block: int) -> BoundarySplit:
     # training=False as in build_model: BatchNorm above the boundary stays in inference mode too.
     pooled = classifier.features.get_layer("pool")(base_top(inputs, training=False))
     top_features = tf_keras.Model(inputs, pooled, name="top_features")
-    top = tf_keras.Model(inputs, classifier.head(pooled), name="mobilenetv2_classifier_top")
+    # Named as the whole model, whose trainable variables it trains: callbacks and tests that follow the
+    # classifier's epochs by model name see phase 2 alike on either path.
+    top = tf_keras.Model(inputs, classifier.head(pooled), name=classifier.model.name)
     return BoundarySplit(bottom=bottom, top=top, top_features=top_features)
