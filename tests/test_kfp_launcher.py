@@ -1,0 +1,62 @@
+"""The compiled PipelineJob executed as the open-source KFP v2 backend executes it (tests/kfp_v2_launcher.py):
+no TFX driver, KFP's output URI layout, the backend's refusals."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.pipeline import SCHEMA_IMPORT_ID
+from tests import kfp_v2_launcher
+from tests.conftest import write_color_tree
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINE_NAME = "imagepipe"
+SMALL_TRAINING = ["--image-size", "32", "--alpha", "0.35", "--phase1-epochs", "1", "--phase2-epochs", "1",
+                  "--batch-size", "8", "--no-export-tflite", "--min-examples-per-class", "3"]
+
+
+def compile_for(tmp_path: Path, data: str, pipeline_root: str, serving_dir: str, *extra: str) -> dict:
+    output = tmp_path / "pipeline.json"
+    assert main(["compile", "--output", str(output), "--data", data, "--pipeline-root", pipeline_root,
+                 "--serving-dir", serving_dir, "--schema-dir", str(REPO / "schemas"), "--weights", "none",
+                 *SMALL_TRAINING, *extra]) == 0
+    return json.loads(output.read_text())
+
+
+def test_a_resolver_is_refused_with_the_backends_own_message(tmp_path):
+    job = compile_for(tmp_path, "gs://b/images", "gs://b/root", "gs://b/serving", "--baseline", "resolver")
+    with pytest.raises(kfp_v2_launcher.RefusedByBackend, match="resolver executors not implemented"):
+        kfp_v2_launcher.run_pipeline_job(job, tmp_path / "scratch")
+
+
+def test_unknown_parameters_are_refused_before_any_task_runs(tmp_path):
+    job = compile_for(tmp_path, "gs://b/images", "gs://b/root", "gs://b/serving")
+    with pytest.raises(ValueError, match=r"Unknown pipeline parameter\(s\) \['epochs'\]"):
+        kfp_v2_launcher.run_pipeline_job(job, tmp_path / "scratch", parameters={"epochs": "3"})
+
+
+def test_without_a_driver_ingestion_still_reads_the_newest_span_and_fingerprints_it(tmp_path):
+    """KFP OSS never runs the ExampleGen driver TFX compiles as lifecycle.preCacheCheck."""
+    data = tmp_path / "images"
+    for span in (1, 2):
+        write_color_tree(data / f"span-{span}", per_class=4, seed=span)
+    root = tmp_path / "root"
+    job = compile_for(tmp_path, str(data), str(root), str(tmp_path / "serving"), "--span-folder", "span-{SPAN}")
+    assert "preCacheCheck" in json.dumps(job), "TFX compiles its driver as a lifecycle hook"
+
+    result = kfp_v2_launcher.run_pipeline_job(job, tmp_path / "scratch", stop_before="StatisticsGen")
+
+    assert set(result.tasks) == {"ImageExampleGen", SCHEMA_IMPORT_ID}
+    examples = result.tasks["ImageExampleGen"].outputs["examples"]
+    # KFP's layout: <root>/<pipeline name>/<run id>/<task>/<uuid>/<output key>.
+    assert re.fullmatch(rf"{re.escape(str(root))}/{PIPELINE_NAME}/{result.run_id}/ImageExampleGen/[0-9a-f-]{{36}}/examples",
+                        examples["uri"])
+    assert examples["metadata"]["span"] == 2
+    # TFX's fingerprint of the files the pattern matches (the driver's, computed here by the executor).
+    assert examples["metadata"]["input_fingerprint"].startswith("split:images,num_files:")
+    report = json.loads((Path(examples["uri"]) / "ingestion_report.json").read_text())
+    assert report["root"] == str(data / "span-2") and report["examples_written"] == 12
+    schema = result.tasks[SCHEMA_IMPORT_ID].outputs["schema"]["uri"]
+    assert (Path(schema) / "schema.pbtxt").read_text() == (REPO / "schemas" / "schema.pbtxt").read_text()
