@@ -84,3 +84,12 @@ def test_class_mix_distance_is_the_largest_share_difference():
     assert reference.class_shares == {names[0]: 0.25, names[1]: 0.25, names[2]: 0.5}
     assert comparison.class_mix_linf(production, reference) == pytest.approx(0.75)
     assert comparison.label_linf_threshold(SCHEMA) == 0.2
+
+
+def test_monitor_command_refuses_missing_inputs_with_a_message(tmp_path, capsys):
+    from pipeline.cli import main
+
+    assert main(["monitor", "--data", str(tmp_path), "--workdir", str(tmp_path / "none")]) == 2
+    assert "No metadata store" in capsys.readouterr().err
+    assert main(["monitor", "--data", str(tmp_path), "--metadata-grpc", "localhost:1"]) == 2
+    assert "pass --serving-dir too" in capsys.readouterr().err
