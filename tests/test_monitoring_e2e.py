@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from tests.conftest import COLORS, encode, noisy_color, write_color_tree
+from tests.conftest import COLORS, encode, write_color_tree
 from tests.prometheus_servers import (RULES_FILE, SCRAPE_INTERVAL_S, api, dashboard_panels, grafana_expression,
                                       instant_query, prometheus, pushgateway)
 from tests.tf_serving_metrics_double import tf_serving_metrics_double
