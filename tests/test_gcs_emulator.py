@@ -148,3 +148,38 @@ def test_a_subprocess_with_the_emulator_env_reaches_it(gcs_emulator):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
         "read_by_google_cloud_storage": {"written_by": "tensorflow"}, "listed_by_tensorflow": ["from-tensorflow.json"]}
 
+
+
+def _upload_tree(gcs_emulator, tree: Path, bucket: str, prefix: str) -> str:
+    blobs = gcs_emulator.client().bucket(bucket)
+    for path in sorted(tree.rglob("*")):
+        if path.is_file():
+            blobs.blob(f"{prefix}/{path.relative_to(tree).as_posix()}").upload_from_filename(str(path))
+    return f"gs://{bucket}/{prefix}"
+
+
+def test_image_example_gen_reads_and_writes_a_bucket(gcs_emulator, color_tree):
+    """Our ExampleGen executor (Beam on FnApiRunner, tf.io.gfile) with its input tree and its output in a bucket:
+    every file accounted for, the quarantined one named by its gs:// URI, the splits readable from the bucket."""
+    import tensorflow as tf
+
+    from components import features
+    from components.ingestion.executor import REPORT_FILE_NAME
+    from tests.test_ingestion import _run_executor
+
+    (color_tree / "grün" / "broken.png").write_bytes(b"not a png")
+    bucket = gcs_emulator.new_bucket()
+    images = _upload_tree(gcs_emulator, color_tree, bucket, "images")
+    output = f"gs://{bucket}/pipeline_root/ImageExampleGen/examples/1"
+    artifact = _run_executor(images, output)
+
+    report = json.loads(tf.io.gfile.GFile(f"{output}/{REPORT_FILE_NAME}").read())
+    assert report["examples_written"] == 18 and report["quarantined_by_reason"] == {"not_an_image": 1}
+    assert [entry["uri"] for entry in report["quarantined"]] == [f"{images}/grün/broken.png"]
+    assert artifact.get_int_custom_property("examples_written") == 18
+    examples = [tf.train.Example.FromString(record.numpy()) for split in ("train", "eval")
+                for record in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{output}/Split-{split}/*.gz"),
+                                                      compression_type="GZIP")]
+    assert len(examples) == 18
+    assert all(e.features.feature[features.SOURCE_URI_KEY].bytes_list.value[0].decode().startswith(images + "/")
+               for e in examples)
