@@ -166,8 +166,8 @@ def _static_token_credentials(workdir: Path) -> Path:
 @contextlib.contextmanager
 def running_emulator(workdir: Optional[str] = None) -> Iterator[GcsEmulator]:
     """Starts fake-gcs-server (objects in memory) and the route in front of it on free loopback ports; `endpoint`
-    is the route's address. Stops both on exit. `workdir` (a temporary folder by default) holds the server's log and the test
-    certificates. Does not touch os.environ."""
+    is the route's address. Stops both on exit. `workdir` (a temporary folder by default) holds the server's log
+    and the test certificates. Does not touch os.environ."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="gcs-emulator-"))
