@@ -160,18 +160,13 @@ class ServingDir:
     def claim_next_version(self) -> int:
         """The smallest integer above every number in use (monotonic, never reused), reserved for this push by an
         exclusive create: O_EXCL locally, ifGenerationMatch=0 on GCS, so two pushers never get the same one."""
+        # The owner, for whoever looks at a claim whose push never finished.
         owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                             "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode()
         while True:
             version = max(self.taken_versions(), default=0) + 1
             if self.storage.create_exclusive(self.join(claim_name(version)), owner):
                 return version
-
-    def _claim_owner(self, version: int) -> Dict:
-        try:
-            return json.loads(self.storage.read_bytes(self.join(claim_name(version))) or b"{}")
-        except ValueError:
-            return {}  # An empty claim, as written before claims named their owner.
 
     def _is_abandoned(self, version: int, host: str, pid: int, now: float, stale_after_s: float) -> bool:
         if host == socket.gethostname() and _process_is_gone(pid):
@@ -180,20 +175,21 @@ class ServingDir:
         return self.storage.is_file(claim) and now - self.storage.modified_at(claim) > stale_after_s
 
     def remove_abandoned_pushes(self, stale_after_s: float = ABANDONED_AFTER_S) -> List[str]:
-        """Removes what killed pushes left: their staging folders and, on a bucket, a version folder that was being
-        filled (no saved_model.pb yet). A push is abandoned when its process on this host is gone, or when it
-        started more than `stale_after_s` ago (another machine). Its claim stays: the number is not reused."""
+        """Removes what killed pushes left: their staging folders and, on a bucket, the version folder they were
+        publishing (a push removes its staging only once its version is whole, so a partial version always has its
+        staging beside it). A push is abandoned when its process on this host is gone, or when it claimed its
+        number more than `stale_after_s` ago (another machine). Its claim stays: the number is not reused."""
         now, removed = time.time(), []
         names = self.storage.list_names(self.path)
         for name in names:
             staging = _STAGING.match(name)
-            if staging and self._is_abandoned(int(staging["version"]), staging["host"], int(staging["pid"]), now,
-                                              stale_after_s):
-                removed.append(name)
-        for version in (int(name) for name in names if name.isdigit()):
-            owner = self._claim_owner(version) if claim_name(version) in names else {}
-            if owner and not self.is_complete(version) and self._is_abandoned(
-                    version, owner.get("host", ""), int(owner.get("pid", 0)), now, stale_after_s):
+            if not staging:
+                continue
+            version = int(staging["version"])
+            if not self._is_abandoned(version, staging["host"], int(staging["pid"]), now, stale_after_s):
+                continue
+            removed.append(name)
+            if str(version) in names and not self.is_complete(version):
                 removed.append(str(version))
         for name in removed:
             logging.warning("Removing %s, left by a push that was killed midway.", self.join(name))

@@ -115,6 +115,8 @@ class LocalStorage(Storage):
             raise FileExistsError(f"{path} exists; not overwritten.")
         if source.startswith(GCS_SCHEME):
             GcsStorage().download(source, path)
+        elif "://" not in source:
+            shutil.copyfile(source, path)
         else:
             import tensorflow as tf  # Reads any other URI a model may come from; imported only when needed.
 
@@ -164,12 +166,14 @@ class GcsStorage(Storage):
         if self._client is None:
             from google.cloud import storage
 
-            self._client = storage.Client()
-            if os.environ.get("STORAGE_EMULATOR_HOST"):  # No credentials on an emulator.
+            if os.environ.get("STORAGE_EMULATOR_HOST"):
+                # An emulator takes no credentials; looking for them would probe the GCE metadata server first.
                 from google.auth.credentials import AnonymousCredentials
 
                 self._client = storage.Client(credentials=AnonymousCredentials(),
                                               project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"))
+            else:
+                self._client = storage.Client()  # Application default credentials (Workload Identity on GKE).
         return self._client
 
     def _blob(self, uri: str):
@@ -193,6 +197,10 @@ class GcsStorage(Storage):
 
     def read_bytes(self, path: str) -> bytes:
         return self._blob(path).download_as_bytes()
+
+    def download(self, path: str, local_path: str) -> None:
+        os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
+        self._blob(path).download_to_filename(local_path)  # Streamed: a model's variables need not fit in memory.
 
     def write_bytes(self, path: str, data: bytes) -> None:
         self._blob(path).upload_from_string(data)  # One object, uploaded in one request: atomic for readers.

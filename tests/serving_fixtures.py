@@ -1,6 +1,8 @@
-"""A real Transform output for the serving, blessing and client tests, from a schema of just the features
-the exported model reads (image_bytes, label, source_uri): these tests stay independent of the metadata
-features the ingestion schema adds for data validation."""
+"""Fixtures of the serving tests: a real Transform output for the serving, blessing and client tests, from a
+schema of just the features the exported model reads (image_bytes, label, source_uri), so these tests stay
+independent of the metadata features the ingestion schema adds for data validation; and a serving directory on
+both backends (a local folder, a bucket of the shared GCS emulator) with helpers that look at it object by
+object without the code under test."""
 
 import os
 
@@ -108,14 +110,26 @@ def numeric_versions(root: str) -> list:
     return sorted(int(name) for name in entries(root) if name.isdigit())
 
 
+def files_by_version(root: str) -> dict:
+    """{version: {relative path: bytes}} of every numbered folder, from one listing."""
+    versions = {}
+    for name, data in all_files(root).items():
+        folder, _, relative = name.partition("/")
+        if folder.isdigit() and relative:
+            versions.setdefault(int(folder), {})[relative] = data
+    return versions
+
+
 def version_files(root: str, version: int) -> dict:
-    prefix = f"{version}/"
-    return {name[len(prefix):]: data for name, data in all_files(root).items() if name.startswith(prefix)}
+    return files_by_version(root).get(version, {})
+
+
+def assert_complete(versions: dict) -> None:
+    """What TF Serving would load is whole: every numbered folder holds saved_model.pb and all model files."""
+    for version, files in versions.items():
+        missing = set(MODEL_FILES) - set(files)
+        assert not missing, f"version {version} lacks {sorted(missing)}"
 
 
 def assert_every_version_complete(root: str) -> None:
-    """What TF Serving would load is whole: every numbered folder holds saved_model.pb and all model files."""
-    for version in numeric_versions(root):
-        files = version_files(root, version)
-        missing = set(MODEL_FILES) - set(files)
-        assert not missing, f"version {version} lacks {sorted(missing)}"
+    assert_complete(files_by_version(root))

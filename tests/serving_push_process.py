@@ -50,7 +50,7 @@ def _pausing(function, after: int, paused_file: str):
 def _meet(barrier: str, round_number: int, name: str, peers: int) -> None:
     open(os.path.join(barrier, f"{round_number}-{name}"), "w").close()
     while len([entry for entry in os.listdir(barrier) if entry.startswith(f"{round_number}-")]) < peers:
-        time.sleep(0.001)
+        time.sleep(0.005)
 
 
 def main(argv=None) -> int:

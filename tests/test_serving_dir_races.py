@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from serving.serving_dir import ServingDir
-from tests.serving_fixtures import (MODEL_FILES, WEIGHTS_FILE, assert_every_version_complete, entries,  # noqa: F401
-                                    numeric_versions, serving_root, version_files, write_model)
+from tests.serving_fixtures import (WEIGHTS_FILE, assert_complete, assert_every_version_complete,  # noqa: F401
+                                    entries, files_by_version, numeric_versions, serving_root, version_files,
+                                    write_model)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 6  # Pushes per process; a push is a few requests to the emulator, so a round takes well under a second.
@@ -60,11 +61,12 @@ def test_two_pushers_racing_for_the_same_directory_get_distinct_complete_version
 
     # Every model pushed exactly once, each into its own number; 1..2*ROUNDS with no gap and no reuse.
     assert sorted(push["version"] for push in pushed) == list(range(1, 2 * ROUNDS + 1))
-    assert numeric_versions(serving_root) == list(range(1, 2 * ROUNDS + 1))
-    assert_every_version_complete(serving_root)
+    versions = files_by_version(serving_root)  # One listing and download of every object.
+    assert sorted(versions) == list(range(1, 2 * ROUNDS + 1))
+    assert_complete(versions)
     for push in pushed:
         with open(os.path.join(push["model"], WEIGHTS_FILE), "rb") as source:
-            assert weights_of(serving_root, push["version"]) == source.read()  # One model's files, not a mix.
+            assert versions[push["version"]][WEIGHTS_FILE] == source.read()  # One model's files, not a mix.
     assert not [name for name in entries(serving_root) if name.startswith(".staging-")]
 
 
