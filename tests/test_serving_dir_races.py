@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from serving.serving_dir import ServingDir
 from tests.serving_fixtures import (WEIGHTS_FILE, assert_complete, assert_every_version_complete,  # noqa: F401
                                     entries, files_by_version, numeric_versions, serving_root, version_files,
