@@ -231,7 +231,10 @@ class GcsStorage(Storage):
     def files_under(self, folder: str) -> List[str]:
         bucket, name = split_gcs_uri(folder)
         prefix = self._prefix(name)
-        return sorted(blob.name[len(prefix):] for blob in self.client.list_blobs(bucket, prefix=prefix))
+        # Names ending in "/" are folders: tf.io.gfile.makedirs writes one empty object per folder on GCS
+        # (tsl/platform/cloud/gcs_file_system.cc, CreateDir), so the Trainer's model has them.
+        return sorted(blob.name[len(prefix):] for blob in self.client.list_blobs(bucket, prefix=prefix)
+                      if not blob.name.endswith("/"))
 
     def remove_tree(self, folder: str) -> None:
         from google.api_core import exceptions

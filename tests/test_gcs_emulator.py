@@ -183,3 +183,25 @@ def test_image_example_gen_reads_and_writes_a_bucket(gcs_emulator, color_tree):
     assert len(examples) == 18
     assert all(e.features.feature[features.SOURCE_URI_KEY].bytes_list.value[0].decode().startswith(images + "/")
                for e in examples)
+
+
+def test_a_model_copied_into_a_bucket_by_tensorflow_has_the_same_fingerprint(gcs_emulator, tmp_path):
+    """The Pusher fingerprints the Trainer's model (serving/serving_dir.py, `model_fingerprint`); on a bucket that
+    model's folders are empty "name/" objects (see above), which must not count as files."""
+    import tensorflow as tf
+
+    from serving.serving_dir import model_fingerprint
+
+    local = tmp_path / "model"
+    (local / "variables").mkdir(parents=True)
+    (local / "saved_model.pb").write_bytes(b"graph")
+    (local / "variables" / "variables.index").write_bytes(b"index")
+    remote = f"gs://{gcs_emulator.new_bucket()}/Trainer/model/1/Format-Serving"
+    for path in sorted(local.rglob("*")):
+        target = f"{remote}/{path.relative_to(local).as_posix()}"
+        if path.is_dir():
+            tf.io.gfile.makedirs(target)
+        else:
+            tf.io.gfile.copy(str(path), target)
+
+    assert model_fingerprint(remote) == model_fingerprint(str(local))
