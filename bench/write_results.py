@@ -13,6 +13,7 @@ SECTIONS = (
     ("machine.txt", "Machine limit", "python bench/bench_machine.py"),
     ("serving.txt", "Serving latency and throughput", "python bench/bench_serving.py"),
     ("e2e.txt", "End to end and growth", "python bench/bench_e2e.py"),
+    ("quality.txt", "Data quality: suspect labels, leaks, the stage's cost", "python bench/bench_quality.py"),
 )
 
 

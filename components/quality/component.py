@@ -15,6 +15,7 @@ from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.quality import executor, findings
+from components.quality.feature_cache import featurization_config
 from components.quality.settings import QualitySettings
 from components.trainer.hparams import TrainingConfig
 
@@ -61,9 +62,3 @@ class DataQuality(base_component.BaseComponent):
             filtered_examples=types.Channel(type=standard_artifacts.Examples),
             quality=types.Channel(type=DataQualityReport)))
 
-
-def featurization_config(training: TrainingConfig) -> TrainingConfig:
-    """The Trainer's settings that decide the base's features, the rest at their defaults: changing epochs or
-    learning rates does not invalidate cached findings."""
-    return TrainingConfig(image_size=training.image_size, alpha=training.alpha, weights=training.weights,
-                          seed=training.seed)

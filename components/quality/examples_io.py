@@ -87,11 +87,13 @@ def _decoded_images(files: Sequence[str], tft_output: tft.TFTransformOutput) -> 
 
 def featurize_examples(files: Dict[str, List[str]], splits: Sequence[str], tft_output: tft.TFTransformOutput,
                        config: TrainingConfig, num_classes: int) -> np.ndarray:
-    """[N, D] pooled features of the frozen base, split after split, in the order read_examples reads."""
+    """[N, D] pooled features of the frozen base, split after split, in the order read_examples reads.
+
+    One dataset over every split's files: the decoding graph and the base are traced once (each trace costs
+    seconds)."""
     classifier = model_lib.build_model(max(num_classes, 2), config)
-    extractor = training.FeatureExtractor(classifier)
-    blocks = [extractor(_decoded_images(files[split], tft_output))[0] for split in splits if files[split]]
-    return np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
+    all_files = [path for split in splits for path in files[split]]
+    return training.FeatureExtractor(classifier)(_decoded_images(all_files, tft_output))[0]
 
 
 def thumbnail_png(image_bytes: bytes, side: int = THUMBNAIL_SIDE) -> bytes:

@@ -6,13 +6,14 @@ import posixpath
 import time
 from typing import Any, Dict, List, Set
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.quality import assessment, examples_io, findings
+from components.quality import assessment, examples_io, feature_cache, findings
 from components.quality.settings import DataQualityError, QualitySettings
 from components.trainer.hparams import TrainingConfig
 from components.trainer.serving import read_class_names
@@ -47,8 +48,8 @@ class Executor(base_executor.BaseExecutor):
         clock.lap("read_and_signatures")
         logging.info("Data quality: featurizing %d examples with the Trainer's base (%dx%d, weights %s)",
                      len(read.table.uris), config.image_size, config.image_size, config.weights)
-        features = examples_io.featurize_examples(read.files, splits, tft_output, config,
-                                                  len(read_class_names(tft_output)))
+        class_names = read_class_names(tft_output)
+        features = examples_io.featurize_examples(read.files, splits, tft_output, config, len(class_names))
         clock.lap("featurize")  # Building the base (weights loaded) and its forward pass over every example.
         result = assessment.assess(features, read.signatures, read.table, settings)
         clock.lap("assess")
@@ -62,6 +63,9 @@ class Executor(base_executor.BaseExecutor):
         result.summary["examples_kept_per_split"] = {split: kept for split, (kept, _) in counts.items()}
         result.summary["examples_dropped_per_split"] = {split: removed for split, (_, removed) in counts.items()}
         _describe_filtered(filtered, examples, splits, counts)
+        # The Trainer's phase 1 reads these instead of running the base over every image again.
+        feature_cache.write(filtered.uri, _kept_features(features, read.table, splits, result.dropped, class_names),
+                            json.loads(exec_properties[TRAINING_CONFIG_KEY]))
         clock.lap("write")
         result.summary["seconds"] = clock.laps
         violations = assessment.limit_violations(result.summary, settings)
@@ -84,6 +88,17 @@ class _Stopwatch:
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 2)
         self._last = now
+
+
+def _kept_features(features, table: assessment.ExampleTable, splits: List[str], dropped: Set[int],
+                   class_names: List[str]) -> Dict[str, Any]:
+    """{split: (features, label ids)} of the records write_filtered kept, in their order."""
+    class_ids = {name: index for index, name in enumerate(class_names)}
+    by_split = {}
+    for split in splits:
+        rows = [i for i, row_split in enumerate(table.splits) if row_split == split and i not in dropped]
+        by_split[split] = (features[rows], np.array([class_ids[table.labels[i]] for i in rows], dtype=np.int64))
+    return by_split
 
 
 def _shown_indices(result: assessment.Assessment) -> Set[int]:

@@ -44,6 +44,20 @@ def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str:
     return posixpath.join(root, key)
 
 
+def _stage_features(fn_args: tfx.components.FnArgs, config: TrainingConfig, class_names, num_train: int,
+                    num_eval: int):
+    """The base features the data-quality stage kept beside the examples, when computed with this config's base
+    (components/quality/feature_cache.py); None otherwise, and phase 1 computes its own."""
+    from components.quality import feature_cache
+
+    featurization = feature_cache.featurization_config(config).to_json_dict()
+    found = {split: feature_cache.read(feature_cache.examples_uri_of(files), split, featurization,
+                                       len(class_names), count)
+             for split, files, count in (("train", fn_args.train_files, num_train),
+                                         ("eval", fn_args.eval_files, num_eval))}
+    return found if found["train"] is not None and (found["eval"] is not None or not num_eval) else None
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # First, before TensorFlow runs any op: MultiWorkerMirroredStrategy configures collective ops, which TF
     # allows only at program start (a later creation raises "Collective ops must be configured at program
@@ -74,7 +88,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         classifier = model_lib.build_model(len(class_names), config)
         history = training.train_two_phases(classifier, train_examples, eval_examples if num_eval else None,
                                             phase_data, config, log_dir=fn_args.model_run_dir,
-                                            checkpoint_dir=checkpoint_dir)
+                                            checkpoint_dir=checkpoint_dir,
+                                            precomputed_features=_stage_features(fn_args, config, class_names,
+                                                                                 num_train, num_eval))
 
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as handle:

@@ -157,11 +157,20 @@ def _featurize_distributed(classifier: model_lib.Classifier, batches: tf.data.Da
 def train_phase1_on_cached_features(classifier: model_lib.Classifier, train: tf.data.Dataset,
                                     eval_: Optional[tf.data.Dataset], config: TrainingConfig,
                                     class_weight: Optional[Dict], log_dir: Optional[str],
-                                    checkpoint_dir: Optional[str], extra_callbacks=()) -> Dict:
+                                    checkpoint_dir: Optional[str], extra_callbacks=(),
+                                    precomputed: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None) -> Dict:
+    """`precomputed`: {"train": (features, one-hot labels), "eval": ...} that the data-quality stage computed
+    with this base (components/quality/feature_cache.py); used instead of running the base again when given
+    and no augmented views are asked for."""
     views = config.augmented_views if classifier.augmentation is not None else 0
-    extract = FeatureExtractor(classifier)
-    train_x, train_y = extract(train, views)
-    validation = extract(eval_) if eval_ is not None else None
+    if precomputed and not views:
+        train_x, train_y = precomputed["train"]
+        validation = precomputed.get("eval") if eval_ is not None else None
+        logging.info("Phase 1: base features from the data-quality stage (no second forward pass)")
+    else:
+        extract = FeatureExtractor(classifier)
+        train_x, train_y = extract(train, views)
+        validation = extract(eval_) if eval_ is not None else None
     logging.info("Phase 1: cached base features of %d training examples (%d augmented views)",
                  len(train_x), views)
     steps = math.ceil(len(train_x) / config.batch_size)
@@ -342,7 +351,9 @@ def train_phase2_on_cached_activations(classifier: model_lib.Classifier, train: 
 def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.Dataset,
                      eval_examples: Optional[tf.data.Dataset], data: PhaseData, config: TrainingConfig,
                      log_dir: Optional[str] = None, checkpoint_dir: Optional[str] = None,
-                     callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> Dict[str, Dict]:
+                     callbacks: Sequence[tf_keras.callbacks.Callback] = (),
+                     precomputed_features: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None
+                     ) -> Dict[str, Dict]:
     """Runs phase 1 then phase 2; returns each phase's Keras history and wall time ("seconds").
 
     `train_examples`/`eval_examples` are the unbatched, unshuffled (image, label) pairs (for the bottleneck
@@ -364,7 +375,8 @@ def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.D
         started = time.perf_counter()
         if config.bottleneck_cache:
             history[PHASE1] = train_phase1_on_cached_features(
-                classifier, train_examples, eval_examples, config, class_weight, log_dir, checkpoint_dir, callbacks)
+                classifier, train_examples, eval_examples, config, class_weight, log_dir, checkpoint_dir, callbacks,
+                precomputed=precomputed_features)
         else:
             history[PHASE1] = train_phase1_on_images(classifier, data, config, class_weight, log_dir, checkpoint_dir,
                                                      callbacks)
