@@ -8,9 +8,9 @@ Two signatures of each image are compared, all pairs, in blocks:
   of thumbnails). Resized and recompressed copies of the digits correlate at 0.9998 or more, distinct digits
   at 0.9963 at most (2 of 1,797 digits have a distinct neighbour at 0.995 or more); a low-contrast picture
   resized to 3/4 and saved as JPEG at quality 75 kept 0.9966-0.9975. A 64-bit DCT perceptual hash was less
-  precise there (distinct digits at Hamming distance 2), so the thumbnail is kept whole. Grayscale, because JPEG's chroma subsampling moved colourful
-  copies' RGB thumbnails down to 0.98; in luma they stayed above 0.998 (so two pictures that differ only
-  in colour count as one).
+  precise there (distinct digits at Hamming distance 2), so the thumbnail is kept whole. Grayscale, because
+  JPEG's chroma subsampling moved colourful copies' RGB thumbnails down to 0.98; in luma they stayed above
+  0.998 (so two pictures that differ only in colour count as one).
 Two images are near-duplicates when their thumbnails correlate at `perceptual_similarity` or more, or when
 their features reach `feature_similarity` and their thumbnails still correlate at `perceptual_crosscheck`
 (the cross-check keeps two different photos of one scene apart). Groups are the connected components.
