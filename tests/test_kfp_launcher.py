@@ -60,3 +60,33 @@ def test_without_a_driver_ingestion_still_reads_the_newest_span_and_fingerprints
     assert report["root"] == str(data / "span-2") and report["examples_written"] == 12
     schema = result.tasks[SCHEMA_IMPORT_ID].outputs["schema"]["uri"]
     assert (Path(schema) / "schema.pbtxt").read_text() == (REPO / "schemas" / "schema.pbtxt").read_text()
+
+
+def upload_tree(client, bucket: str, local_root: Path, prefix: str) -> str:
+    for path in sorted(p for p in local_root.rglob("*") if p.is_file()):
+        client.bucket(bucket).blob(f"{prefix}/{path.relative_to(local_root).as_posix()}").upload_from_filename(str(path))
+    return f"gs://{bucket}/{prefix}"
+
+
+def test_on_object_storage_the_first_tasks_read_and_write_the_bucket(tmp_path, gcs_emulator):
+    """Data and pipeline root on gs:// (the project's GCS emulator), tasks as subprocesses with its env."""
+    local = tmp_path / "images"
+    for span in (1, 2):
+        write_color_tree(local / f"span-{span}", per_class=4, seed=span)
+    bucket = gcs_emulator.new_bucket("kfp")
+    data = upload_tree(gcs_emulator.client(), bucket, local, "images")
+    job = compile_for(tmp_path, data, f"gs://{bucket}/root", f"gs://{bucket}/serving", "--span-folder", "span-{SPAN}")
+
+    result = kfp_v2_launcher.run_pipeline_job(job, tmp_path / "scratch", env=gcs_emulator.env,
+                                              stop_before="StatisticsGen")
+
+    examples = result.tasks["ImageExampleGen"].outputs["examples"]
+    assert examples["uri"].startswith(f"gs://{bucket}/root/{PIPELINE_NAME}/{result.run_id}/ImageExampleGen/")
+    assert examples["metadata"]["span"] == 2
+    # The launcher's outputFile for gs:// is LocalPathForURI(task root): the pod's /gcs/<bucket>/... .
+    assert "/gcs/" + bucket + "/root/" in result.tasks["ImageExampleGen"].executor_input["outputs"]["outputFile"]
+    prefix = examples["uri"][len(f"gs://{bucket}/"):]
+    report = json.loads(gcs_emulator.client().bucket(bucket).blob(f"{prefix}/ingestion_report.json").download_as_bytes())
+    assert report["root"] == f"{data}/span-2" and report["examples_written"] == 12
+    names = [blob.name for blob in gcs_emulator.client().list_blobs(bucket, prefix=f"{prefix}/Split-train/")]
+    assert names, "the train split was written into the bucket"
