@@ -100,20 +100,35 @@ class _CrashAfterEpoch(tf_keras.callbacks.Callback):
             raise RuntimeError("killed")
 
 
+class _EpochsTrained(tf_keras.callbacks.Callback):
+    """Counts the epochs each model (phase 1's head, phase 2's whole classifier) actually trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = {"head": 0, "mobilenetv2_classifier": 0}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[self.model.name] = self.epochs.get(self.model.name, 0) + 1
+
+
 @pytest.mark.slow  # Two interrupted-and-resumed trainings of the full model: about a minute.
 def test_a_killed_trainer_resumes_its_phase_from_checkpoints(tmp_path):
     config = TrainingConfig(**SMALL, phase1_epochs=2, phase2_epochs=3)
     examples = _examples()
+    checkpoints = str(tmp_path / "checkpoints")  # Not there yet, as in the Trainer.
     first = model_lib.build_model(3, config)
     with pytest.raises(RuntimeError, match="killed"):
         training.train_two_phases(first, examples, examples, _phase_data(examples, config), config,
-                                  checkpoint_dir=str(tmp_path), callbacks=[_CrashAfterEpoch(epoch=1)])
+                                  checkpoint_dir=checkpoints, callbacks=[_CrashAfterEpoch(epoch=1)])
     second = model_lib.build_model(3, config)
+    trained = _EpochsTrained()
     history = training.train_two_phases(second, examples, examples, _phase_data(examples, config), config,
-                                        checkpoint_dir=str(tmp_path))
-    assert "phase1" not in history, "a finished phase 1 is restored, not retrained"
+                                        checkpoint_dir=checkpoints, callbacks=[trained])
+    assert trained.epochs["head"] == 0, "a finished phase 1 is restored, not retrained"
     # The crash came at the end of phase 2's second epoch, before its backup: one epoch was saved.
-    assert len(history["phase2"]["loss"]) == 2, "phase 2 resumes after its last saved epoch"
+    assert trained.epochs["mobilenetv2_classifier"] == 2, "phase 2 resumes after its last saved epoch"
+    # The history still covers every epoch of both phases (the report's curves start at phase 1's first).
+    assert len(history["phase1"]["loss"]) == 2 and len(history["phase2"]["val_loss"]) == 3
     np.testing.assert_array_equal(first.head.get_layer("probabilities").kernel.numpy().shape,
                                   second.head.get_layer("probabilities").kernel.numpy().shape)
 

@@ -91,9 +91,57 @@ def _callbacks(phase: str, config: TrainingConfig, log_dir: Optional[str], check
         callbacks.append(tf_keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True, verbose=1))
     if checkpoint_dir:
+        # First, so that an epoch is recorded before any other callback can fail at its end.
+        callbacks.insert(0, EpochHistory(epoch_history_path(checkpoint_dir, phase)))
         # Saves model, optimizer and epoch after every epoch; a restarted Trainer resumes from there.
         callbacks.append(tf_keras.callbacks.BackupAndRestore(os.path.join(checkpoint_dir, phase)))
     return callbacks
+
+
+def epoch_history_path(checkpoint_dir: str, phase: str) -> str:
+    # Beside the phase's backup folder, which BackupAndRestore deletes when the phase ends.
+    return os.path.join(checkpoint_dir, f"{phase}_history.json")
+
+
+class EpochHistory(tf_keras.callbacks.Callback):
+    """Keeps a phase's per-epoch logs in the checkpoint folder, so that the history of a resumed phase starts at
+    its first epoch (Keras' own History holds only the epochs of the current fit) and a finished phase 1 that
+    is restored, not retrained, still has its history."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.epochs: List[Dict[str, float]] = []
+
+    def on_train_begin(self, logs=None):
+        self.epochs = read_epoch_logs(self.path)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # A resumed fit starts after the last epoch BackupAndRestore saved: later ones logged before the
+        # process died are run again.
+        del self.epochs[epoch:]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append({key: float(value) for key, value in (logs or {}).items()})
+        tf.io.gfile.makedirs(os.path.dirname(self.path))  # Before BackupAndRestore's first save makes it.
+        with tf.io.gfile.GFile(self.path, "w") as handle:
+            handle.write(json.dumps(self.epochs))
+
+
+def read_epoch_logs(path: str) -> List[Dict[str, float]]:
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return json.loads(handle.read())
+
+
+def _phase_history(fit_history: Dict, checkpoint_dir: Optional[str], phase: str) -> Dict:
+    """The phase's history from its first epoch: Keras' History of this fit, with a resumed phase's earlier
+    epochs (EpochHistory) in front."""
+    epochs = read_epoch_logs(epoch_history_path(checkpoint_dir, phase)) if checkpoint_dir else []
+    if not epochs:
+        return fit_history
+    return {key: [epoch.get(key) for epoch in epochs] for key in epochs[-1]}
 
 
 # Inference needs no gradients, so featurization runs larger batches than training (measured on 2 cores:
@@ -368,6 +416,9 @@ def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.D
         logging.info("Phase 1 finished in an earlier attempt: restoring its weights from %s", phase1_done)
         # Phase 1's optimizer state is not needed any more: only the weights are restored.
         classifier.model.load_weights(phase1_done).expect_partial()
+        restored = _phase_history({}, checkpoint_dir, PHASE1)
+        if restored:
+            history[PHASE1] = restored
     elif config.phase1_epochs:
         logging.info("Phase 1: head only, base frozen, %d epochs at lr %g (%s)", config.phase1_epochs,
                      config.phase1_learning_rate, "cached features" if config.bottleneck_cache else "images")
@@ -380,6 +431,7 @@ def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.D
         else:
             history[PHASE1] = train_phase1_on_images(classifier, data, config, class_weight, log_dir, checkpoint_dir,
                                                      callbacks)
+        history[PHASE1] = _phase_history(history[PHASE1], checkpoint_dir, PHASE1)
         history[PHASE1]["seconds"] = round(time.perf_counter() - started, 2)
         if phase1_done:
             classifier.model.save_weights(phase1_done)
@@ -395,6 +447,7 @@ def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.D
         else:
             history[PHASE2] = train_phase2(classifier, data, config, class_weight, log_dir, checkpoint_dir,
                                            callbacks)
+        history[PHASE2] = _phase_history(history[PHASE2], checkpoint_dir, PHASE2)
         history[PHASE2]["seconds"] = round(time.perf_counter() - started, 2)
     return history
 
