@@ -140,3 +140,11 @@ def test_a_class_with_no_training_examples_ends_not_blessed_with_the_reason(tmp_
     assert os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
     assert not os.path.exists(os.path.join(blessing.uri, "BLESSED"))
     assert "class 'violet' has no training examples: the model cannot predict it" in reasons(blessing)
+
+    # With --span-folder the run names no class: ingestion's counts show the class in the eval split only.
+    examples.set_string_custom_property("examples_per_class_and_split", json.dumps(
+        {**{name: {"train": 6, "eval": 5} for name in COLORS}, "violet": {"eval": 5}}))
+    unnamed = evaluate(tmp_path / "unnamed", examples, models["trained"], None,
+                       eval_config_lib.build_eval_config(**LOW_BAR))
+    assert unnamed.get_int_custom_property("blessed") == 0
+    assert reasons(unnamed) == ["class 'violet' has no training examples: the model cannot predict it"]

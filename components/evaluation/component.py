@@ -23,6 +23,7 @@ from components.evaluation import report as report_lib
 REASONS_PROPERTY = "blessing_reasons"
 REPORT_PROPERTY = "blessing_report"
 ACCURACY_PROPERTY = "accuracy"
+EXAMPLE_COUNTS_PROPERTY = "examples_per_class_and_split"
 
 
 def read_model_info(model_uri: str) -> Dict:
@@ -32,6 +33,13 @@ def read_model_info(model_uri: str) -> Dict:
         return {}
     with tf.io.gfile.GFile(path, "r") as handle:
         return json.loads(handle.read())
+
+
+def _examples_per_class_and_split(examples: types.Artifact) -> Dict[str, Dict[str, int]]:
+    """Set by ImageExampleGen (components/ingestion); absent on examples from elsewhere."""
+    if not examples.has_custom_property(EXAMPLE_COUNTS_PROPERTY):
+        return {}
+    return json.loads(examples.get_string_custom_property(EXAMPLE_COUNTS_PROPERTY) or "{}")
 
 
 def mark_not_blessed(blessing: types.Artifact) -> None:
@@ -59,7 +67,10 @@ class Executor(evaluator_executor.Executor):
         model_classes = model_info.get("class_names", [])
         has_baseline = bool(input_dict.get(specs.BASELINE_MODEL_KEY))
         eval_config = proto_utils.json_to_proto(exec_properties[specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
-        untrained = eval_config_lib.classes_without_outputs(eval_config, model_classes) if model_classes else []
+        counts = _examples_per_class_and_split(input_dict[specs.EXAMPLES_KEY][0])
+        eval_classes = sorted(name for name, splits in counts.items() if splits.get("eval"))
+        untrained = eval_config_lib.classes_without_outputs(eval_config, model_classes, eval_classes) \
+            if model_classes else []
         if untrained:
             # The label vocabulary comes from the training split, so such a class's eval examples have label
             # id -1, on which TFMA's calibration and cross-entropy fail the whole run. The model cannot be
@@ -72,10 +83,8 @@ class Executor(evaluator_executor.Executor):
             super().Do(input_dict, output_dict, exec_properties)
             evaluation = artifact_utils.get_single_instance(output_dict[specs.EVALUATION_KEY])
             report = report_lib.build_report(evaluation.uri, model_classes, has_baseline=has_baseline)
-        examples = input_dict[specs.EXAMPLES_KEY][0]
-        if examples.has_custom_property("examples_per_class_and_split"):
-            report["examples_per_class_and_split"] = json.loads(
-                examples.get_string_custom_property("examples_per_class_and_split") or "{}")
+        if counts:
+            report["examples_per_class_and_split"] = counts
         report["training"] = model_info.get("training", {})
         path = report_lib.write_report(report, blessing.uri)
         blessing.set_string_custom_property(REASONS_PROPERTY, json.dumps(report["reasons"], ensure_ascii=False))

@@ -125,10 +125,12 @@ def named_classes(eval_config: tfma.EvalConfig) -> List[str]:
             if features.LABEL_KEY in spec.feature_values]
 
 
-def classes_without_outputs(eval_config: tfma.EvalConfig, model_class_names: Sequence[str]) -> List[str]:
-    """Named classes the model has no output for: no training examples (the label vocabulary comes from the
-    training split), though the run's class folders name them."""
-    return [name for name in named_classes(eval_config) if name not in set(model_class_names)]
+def classes_without_outputs(eval_config: tfma.EvalConfig, model_class_names: Sequence[str],
+                            eval_classes: Sequence[str] = ()) -> List[str]:
+    """Classes the config names or the eval split holds that the model has no output for: they had no training
+    examples (the label vocabulary comes from the training split)."""
+    known = set(model_class_names)
+    return [name for name in dict.fromkeys([*named_classes(eval_config), *eval_classes]) if name not in known]
 
 
 def threshold_metric_names(eval_config: tfma.EvalConfig) -> List[str]:
