@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 import yaml
@@ -55,12 +55,24 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float
     pytest.fail(f"{url} not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
+def _status_flags(url: str, path: str) -> Dict:
+    with urllib.request.urlopen(f"{url}{path}", timeout=5) as response:
+        data = json.load(response)["data"]
+    return data.get("flags", data)
+
+
 @contextlib.contextmanager
-def _server(command: List[str], ready_url: str, log: Path) -> Iterator[None]:
+def _server(command: List[str], ready_url: str, log: Path, own_flag: Tuple[str, str, str]) -> Iterator[None]:
+    """`own_flag` (status path, flag, value) tells our server from another test's that took the free port
+    between free_port() and the bind: then ours exits and theirs would answer."""
     with open(log, "wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
         _wait_ready(ready_url, process, log)
+        status_path, flag, value = own_flag
+        base = ready_url.rsplit("/-/", 1)[0]
+        if _status_flags(base, status_path).get(flag) != value:
+            pytest.fail(f"{base} is another process's server (port taken after free_port()); rerun.")
         yield
     finally:
         process.terminate()
@@ -76,8 +88,10 @@ def pushgateway(folder: Path) -> Iterator[str]:
     """A Pushgateway (in memory: no persistence file); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with _server([require(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}"], f"{url}/-/ready",
-                 folder / "pushgateway.log"):
+    # A persistence file of its own identifies it (written every 5 minutes; the tests take less).
+    persistence = str(folder / "pushgateway.state")
+    with _server([require(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={persistence}"],
+                 f"{url}/-/ready", folder / "pushgateway.log", ("/api/v1/status", "persistence.file", persistence)):
         yield url
 
 
@@ -105,7 +119,8 @@ def prometheus(folder: Path, targets: Optional[Dict[str, Dict]] = None,
     url = f"http://127.0.0.1:{port}"
     command = [require(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
                f"--web.listen-address=127.0.0.1:{port}"]
-    with _server(command, f"{url}/-/ready", folder / "prometheus.log"):
+    with _server(command, f"{url}/-/ready", folder / "prometheus.log",
+                 ("/api/v1/status/flags", "storage.tsdb.path", str(folder / "data"))):
         yield url
 
 

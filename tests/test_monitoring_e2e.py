@@ -87,9 +87,15 @@ def wait_for(url: str, expression: str, expected: float, timeout_s: float = 30) 
         time.sleep(SCRAPE_INTERVAL_S)
 
 
-def firing_alerts(url: str) -> dict:
+def firing_alerts(url: str) -> set:
     return {(alert["labels"]["alertname"], alert["labels"].get("pipeline") or alert["labels"].get("model"))
             for alert in api(url, "/api/v1/alerts")["alerts"] if alert["state"] == "firing"}
+
+
+def shift_state(url: str) -> str:
+    """What Prometheus holds, for a failure message."""
+    return json.dumps({"series": instant_query(url, "imagepipe_production_shift_detected"),
+                       "alerts": api(url, "/api/v1/alerts")["alerts"]})
 
 
 def test_monitor_finds_no_shift_in_images_like_the_training_data(workdir, servers, tmp_path, capsys):
@@ -99,7 +105,8 @@ def test_monitor_finds_no_shift_in_images_like_the_training_data(workdir, server
     assert result["class_mix_linf"] <= result["class_mix_threshold"]
     assert "No shift" in result["printed"]
     wait_for(servers.prometheus, f'imagepipe_production_shift_detected{{model="{MODEL_NAME}"}}', 0)
-    assert ("ImagepipeProductionShift", MODEL_NAME) not in firing_alerts(servers.prometheus)
+    assert ("ImagepipeProductionShift", MODEL_NAME) not in firing_alerts(servers.prometheus), shift_state(
+        servers.prometheus)
 
 
 def test_monitor_finds_other_sizes_and_another_class_mix(workdir, servers, tmp_path, capsys):
