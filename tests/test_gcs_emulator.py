@@ -1,6 +1,6 @@
 """Each storage client the pipeline uses reads, writes, lists, copies/renames and deletes on the shared GCS
 emulator (tests/gcs_emulator.py): real calls against fake-gcs-server, nothing mocked. TensorFlow's gfile is its
-built-in gs:// filesystem (what TFX, TFT and TFMA use), reaching the emulator through tests/gcs_tls_proxy.py."""
+built-in gs:// filesystem (what TFX, TFT and TFMA use), reaching the emulator through tests/gcs_emulator_route.py."""
 import json
 import os
 import subprocess
