@@ -163,10 +163,13 @@ def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutpu
         transformed = model.tft_layer(raw)
         return {features.TRANSFORMED_LABEL_KEY: transformed[features.TRANSFORMED_LABEL_KEY]}
 
+    # The tf.functions themselves, not concrete functions traced here: under MultiWorkerMirroredStrategy a
+    # concrete function that reads distributed variables "cannot be saved" (concrete_function.py,
+    # _export_to_saved_model_graph); saving traces them itself from their input signatures.
     model.save(export_dir, save_format="tf", signatures={
-        features.SERVING_SIGNATURE: serve_image_bytes.get_concrete_function(),
-        features.TF_EXAMPLE_SIGNATURE: serve_tf_examples.get_concrete_function(),
-        features.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
+        features.SERVING_SIGNATURE: serve_image_bytes,
+        features.TF_EXAMPLE_SIGNATURE: serve_tf_examples,
+        features.TRANSFORM_SIGNATURE: transform_features,
     })
     info = {"class_names": list(class_names), "top_k": k, "input_limits": dataclasses.asdict(limits),
             "signatures": [features.SERVING_SIGNATURE, features.TF_EXAMPLE_SIGNATURE], **(model_info or {})}
