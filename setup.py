@@ -10,6 +10,8 @@ setup(
     # non-editable installs (the Docker image).
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*",
                                     "production_monitor", "production_monitor.*", "schemas"]),
+    # The import path of our custom artifact types on Kubeflow (see imagepipe.py).
+    py_modules=["imagepipe"],
     package_data={"schemas": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",

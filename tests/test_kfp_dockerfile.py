@@ -38,3 +38,10 @@ def test_every_package_setup_py_installs_is_copied_into_the_image():
     packages = set(re.findall(r'"(\w+)"', include))  # "pipeline", not "pipeline.*"
     copied = set(re.findall(r"^COPY (\S+) \./\1$", dockerfile(), flags=re.MULTILINE))
     assert packages and packages <= copied, packages - copied
+
+
+def test_every_top_level_module_setup_py_installs_is_copied_into_the_image():
+    # imagepipe.py holds the import paths of our custom artifact types: without it every KFP gate task fails.
+    modules = re.search(r"py_modules=\[([^\]]*)\]", (REPO / "setup.py").read_text()).group(1)
+    copied = set(re.findall(r"^COPY (\S+\.py) \./$", dockerfile(), flags=re.MULTILINE))
+    assert {f"{name}.py" for name in re.findall(r'"(\w+)"', modules)} <= copied

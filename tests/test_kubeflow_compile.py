@@ -197,3 +197,32 @@ def test_cron_gets_the_seconds_field_kfp_expects(expression, expected):
 def test_bad_cron_is_refused():
     with pytest.raises(ValueError, match="5 fields"):
         kubeflow_client.to_kfp_cron("daily")
+
+
+def compiled_artifact_types(spec) -> set:
+    """Every artifact type schema the compiled components declare, as the task containers receive them."""
+    return {artifact.artifact_type.SerializeToString(deterministic=True)
+            for component in spec.components.values()
+            for definitions in (component.input_definitions, component.output_definitions)
+            for artifact in definitions.artifacts.values()}
+
+
+def test_every_artifact_type_imports_in_the_task_container_as_tfx_resolves_it(job, tmp_path):
+    # TFX's v2 entrypoint imports a custom type's schema title as a class path (kubeflow_v2_entrypoint_utils.py,
+    # _retrieve_class_path): before imagepipe.py, "imagepipe.DataValidationResult" failed to import and the gate
+    # task stopped every KFP run. Resolved in a fresh process outside the checkout, as in the image.
+    import subprocess
+    import sys
+
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint_utils
+
+    _, spec, _ = parse_job(job)
+    schemas = [pipeline_spec_pb2.ArtifactTypeSchema.FromString(raw) for raw in compiled_artifact_types(spec)]
+    paths = sorted({entrypoint_utils._retrieve_class_path(schema) for schema in schemas})
+    assert "imagepipe.DataValidationResult" in paths and "imagepipe.DataQualityReport" in paths
+    check = ("import sys\nfrom tfx.utils import import_utils\n"
+             "for path in sys.argv[1:]:\n"
+             "    cls = import_utils.import_class_by_path(path)\n"
+             "    assert cls.TYPE_NAME == path or path.startswith('tfx.'), (path, cls.TYPE_NAME)\n")
+    result = subprocess.run([sys.executable, "-c", check, *paths], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
