@@ -160,7 +160,7 @@ def test_a_run_killed_mid_training_is_resumed_by_the_next_run_which_pushes_once(
                                 os.path.basename(summary["model"]), "history.json")
     with open(history_path) as handle:
         history = json.load(handle)
-    phase2_output = chain.log_of("waiting").split("Phase 2:")[1]
+    phase2_output = chain.log_of("waiting").split("Phase 2:", 1)[1]
     assert "Epoch 2/2" in phase2_output and "Epoch 1/2" not in phase2_output
     assert "Phase 1 finished in an earlier attempt" in chain.log_of("waiting")
     # The history still holds both phases from their first epochs (the report's curves start at phase 1).
