@@ -2,7 +2,7 @@
 import pytest
 
 from components.trainer.hparams import TrainingConfig
-from pipeline import cli
+from pipeline import cli, commands
 from pipeline.config import EvaluationConfig, PipelineConfig
 from serving.serving_dir import resolve_version_dir
 
@@ -16,7 +16,7 @@ def test_demo_defaults_use_the_offline_pretrained_backbone():
 def test_run_options_become_a_typed_training_config():
     args = cli.build_parser().parse_args(["run", "--data", "x", "--image-size", "128", "--phase2-epochs", "0",
                                           "--unfreeze-from-block", "10", "--weights", "none"])
-    config = cli._training_config(args)
+    config = commands._training_config(args)
     assert (config.image_size, config.phase2_epochs, config.unfreeze_from_block, config.weights) == \
         (128, 0, 10, "none")
 
@@ -78,5 +78,5 @@ def test_run_with_a_single_class_is_refused(tmp_path, capsys):
 
 def test_no_augmentation_switches_every_augmentation_off():
     args = cli.build_parser().parse_args(["run", "--data", "x", "--no-augmentation", "--no-bottleneck-cache"])
-    config = cli._training_config(args)
+    config = commands._training_config(args)
     assert not config.augments and not config.bottleneck_cache

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from components.trainer import fault_injection
-from pipeline.cli import EXIT_WORKDIR_BUSY, main
+from pipeline.cli import main
+from pipeline.commands import EXIT_WORKDIR_BUSY
 from pipeline.local_runner import WorkdirLayout, summarize_run
 from serving.serving_dir import MODEL_CONFIG_FILE, SAVED_MODEL_FILE, ServingDir
 from tests.conftest import write_color_tree

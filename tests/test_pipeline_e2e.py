@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from components import features
 from components.ingestion.image_tree import class_names_of_tree
 from components.trainer.hparams import TrainingConfig
-from pipeline.cli import _publish_after_run, main
+from pipeline.cli import main
+from pipeline.commands import _publish_after_run
 from pipeline.config import EvaluationConfig, PipelineConfig
 from pipeline.local_runner import LOCAL_BEAM_ARGS, WorkdirLayout, run_local
 from pipeline.report import run_data

@@ -255,7 +255,7 @@ def test_a_model_already_served_is_not_counted_as_a_new_push(tmp_path):
 
 
 def test_report_after_a_run_waits_for_no_one_when_the_next_run_holds_the_workdir(tmp_path, capsys):
-    from pipeline.cli import _publish_after_run
+    from pipeline.commands import _publish_after_run
     from pipeline.local_runner import WorkdirLayout
     from pipeline.workdir_lock import workdir_lock
 
