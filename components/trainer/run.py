@@ -104,5 +104,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         serving.export_tflite(classifier.model, config.image_size, fn_args.serving_model_dir, eval_examples,
                               representative_examples=train_examples)
     # Training is complete: a later run with the same inputs must start fresh, not resume.
-    if tf.io.gfile.exists(checkpoint_dir):
+    if training.is_chief(strategy) and tf.io.gfile.exists(checkpoint_dir):
         tf.io.gfile.rmtree(checkpoint_dir)

@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -61,6 +63,31 @@ def choose_strategy() -> tf.distribute.Strategy:
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
+    """Whether this process writes the files all workers share (checkpoint folder, history): TF's multi-worker
+    rule, the chief, or worker 0 of a cluster without one (tensorflow/python/distribute/multi_worker_util.py,
+    `is_chief`). Outside multi-worker training every process is its own chief."""
+    resolver = getattr(strategy or tf.distribute.get_strategy(), "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def save_weights_once(model: tf_keras.Model, path: str) -> None:
+    """Every worker takes part in saving distributed variables; only the chief writes `path`, the others write
+    to a scratch folder they remove (two workers writing one checkpoint raced: one merged shards the other had
+    already moved)."""
+    if is_chief():
+        model.save_weights(path)
+        return
+    scratch = tempfile.mkdtemp(prefix="imagepipe-worker-weights-")
+    try:
+        model.save_weights(os.path.join(scratch, os.path.basename(path)))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def set_precision(config: TrainingConfig) -> None:
@@ -123,6 +150,8 @@ class EpochHistory(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append({key: float(value) for key, value in (logs or {}).items()})
+        if not is_chief():  # One writer of the shared checkpoint folder.
+            return
         tf.io.gfile.makedirs(os.path.dirname(self.path))  # Before BackupAndRestore's first save makes it.
         with tf.io.gfile.GFile(self.path, "w") as handle:
             handle.write(json.dumps(self.epochs))
@@ -434,7 +463,7 @@ def train_two_phases(classifier: model_lib.Classifier, train_examples: tf.data.D
         history[PHASE1] = _phase_history(history[PHASE1], checkpoint_dir, PHASE1)
         history[PHASE1]["seconds"] = round(time.perf_counter() - started, 2)
         if phase1_done:
-            classifier.model.save_weights(phase1_done)
+            save_weights_once(classifier.model, phase1_done)
     if config.phase2_epochs:
         logging.info("Phase 2: fine-tuning from block %d, %d epochs at lr %g", config.unfreeze_from_block,
                      config.phase2_epochs, config.phase2_learning_rate)
