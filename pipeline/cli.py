@@ -90,6 +90,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--span-folder", default=None, metavar="NAME-WITH-{SPAN}",
                        help="the data folder holds one tree per span, e.g. 'span-{SPAN}' or '{SPAN}'; the newest "
                             "span is ingested and compared with the previous one for drift")
+    group.add_argument("--span-window", type=int, default=None, metavar="N",
+                       help="train and evaluate on the newest N spans that passed validation (default: all of "
+                            "them; 1: the newest only)")
     group.add_argument("--max-stored-side", type=int, default=PipelineConfig.max_stored_side, metavar="PIXELS",
                        help="examples keep at most this many pixels on the long side (larger photos are "
                             "downscaled at ingestion; the original's URI, size and hash stay); 0 keeps originals")

@@ -58,6 +58,7 @@ def _pipeline_config(args: argparse.Namespace, data_root: str, pipeline_root: st
         validation=_gate_settings(args),
         quality=_quality_settings(args),
         span_folder=args.span_folder,
+        span_window=args.span_window,
         max_stored_side=args.max_stored_side,
         **overrides,
     )

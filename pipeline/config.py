@@ -65,12 +65,14 @@ class PipelineConfig:
     baseline: str = BASELINE_RESOLVER
     # Data validation gate (components/validation): class-count settings and warn-only anomaly kinds.
     validation: GateSettings = dataclasses.field(default_factory=GateSettings)
-    # Drift needs earlier statistics from a Resolver with a custom strategy: local runs only. The
-    # open-source KFP backend runs no Resolver and TFX's v2 compiler accepts only its two built-in
-    # strategies, so `compile` turns this off.
+    # Drift of the train split against the newest earlier span that passed validation (read from the span
+    # history under the pipeline root, components/spans: no Resolver, so locally and on KFP alike).
     drift_check: bool = True
-    # A folder name with {SPAN} (e.g. "span-{SPAN}"): data_root holds one tree per span, the newest is used.
+    # A folder name with {SPAN} (e.g. "span-{SPAN}"): data_root holds one tree per span, the newest is ingested.
     span_folder: Optional[str] = None
+    # Transform, DataQuality, Trainer and Evaluator read the newest N validated spans (the current one and
+    # N-1 earlier ones); None: every validated span; 1: the newest span only.
+    span_window: Optional[int] = None
     # Ingestion stores images downscaled to at most this long side (0 keeps originals); see image_tree.
     max_stored_side: int = DEFAULT_MAX_STORED_SIDE
     # Data quality (components/quality): suspect labels, near-duplicate leaks, outliers. None: no such stage.
@@ -83,6 +85,8 @@ class PipelineConfig:
             raise ValueError(f"eval_percent must be between 1 and 99, got {self.eval_percent}.")
         if self.max_stored_side < 0:
             raise ValueError(f"max_stored_side must be 0 (keep originals) or positive, got {self.max_stored_side}.")
+        if self.span_window is not None and self.span_window < 1:
+            raise ValueError(f"span_window must be at least 1 (or None for every span), got {self.span_window}.")
         if not self.pipeline_name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"pipeline_name may hold letters, digits, '-' and '_' only, got {self.pipeline_name!r}.")
 
