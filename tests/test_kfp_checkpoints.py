@@ -1,7 +1,12 @@
 """Where a killed Trainer finds its checkpoints again: a folder under the pipeline root that is the same for
-every run, not one derived from the Trainer's output URI, which on KFP holds the run id."""
+every run that trains on the same examples, not one derived from the Trainer's output URI or from its input
+URIs, which on KFP both hold the run id (every KFP run re-runs ImageExampleGen, uncached there, so a rerun's
+examples are the same records under a new URI)."""
 import json
+import shutil
+from pathlib import Path
 
+import tensorflow as tf
 from tfx import v1 as tfx
 
 from components.trainer.run import checkpoint_dir_for
@@ -19,26 +24,53 @@ def trainer_custom_config() -> dict:
     return json.loads(custom_config) if isinstance(custom_config, str) else custom_config
 
 
-def kfp_fn_args(custom_config: dict, run_id: str, task_uuid: str) -> tfx.components.FnArgs:
-    """The Trainer's arguments in a KFP run: outputs under <root>/<pipeline>/<run id>/Trainer/<uuid>/
-    (kubeflow/pipelines backend/src/v2/driver/driver.go, provisionOutputs); the same cached inputs."""
-    task_root = f"{ROOT}/imagepipe/{run_id}/Trainer/{task_uuid}"
+def records(split: str, count: int = 6) -> list:
+    return [tf.train.Example(features=tf.train.Features(feature={"id": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[f"{split}-{index}".encode()]))})).SerializeToString()
+        for index in range(count)]
+
+
+def write_run(local_root: Path, run_id: str, transform_output: str, shards: int, reverse: bool,
+              custom_config: dict) -> tfx.components.FnArgs:
+    """A run's Trainer inputs in KFP's layout, <root>/<pipeline>/<run id>/<task>/<uuid>/<key>
+    (kubeflow/pipelines backend/src/v2/driver/driver.go, provisionOutputs): the same records written by
+    another run in another number of shards and order, as Beam may."""
+    run_root = local_root / "imagepipe" / run_id
+    for split in ("train", "eval"):
+        values = records(split)[::-1] if reverse else records(split)
+        folder = run_root / "DataQuality" / f"uuid-{run_id}" / "filtered_examples" / f"Split-{split}"
+        folder.mkdir(parents=True)
+        for shard in range(shards):
+            with tf.io.TFRecordWriter(str(folder / f"data_tfrecord-{shard:05d}-of-{shards:05d}.gz"),
+                                      options="GZIP") as writer:
+                for value in values[shard::shards]:
+                    writer.write(value)
+    graph = run_root / "Transform" / f"uuid-{run_id}" / "transform_graph"
+    shutil.copytree(transform_output, graph)
+    task_root = run_root / "Trainer" / f"uuid-{run_id}"
+    examples = run_root / "DataQuality" / f"uuid-{run_id}" / "filtered_examples"
     return tfx.components.FnArgs(
-        custom_config=custom_config, train_files=[f"{ROOT}/imagepipe/run-1/ImageExampleGen/a/examples/Split-train/*"],
-        eval_files=[f"{ROOT}/imagepipe/run-1/ImageExampleGen/a/examples/Split-eval/*"],
-        transform_output=f"{ROOT}/imagepipe/run-1/Transform/b/transform_graph",
-        model_run_dir=f"{task_root}/model_run", serving_model_dir=f"{task_root}/model/Format-Serving")
+        custom_config=custom_config, train_files=[str(examples / "Split-train" / "*")],
+        eval_files=[str(examples / "Split-eval" / "*")], transform_output=str(graph),
+        model_run_dir=str(task_root / "model_run"), serving_model_dir=str(task_root / "model" / "Format-Serving"))
 
 
-def test_a_rerun_on_kfp_finds_the_killed_runs_checkpoints_under_the_pipeline_root():
+def test_a_rerun_on_kfp_finds_the_killed_runs_checkpoints_under_the_pipeline_root(tmp_path, transform_output_dir):
     custom_config = trainer_custom_config()
-    killed = checkpoint_dir_for(kfp_fn_args(custom_config, "run-1", "u1"))
-    rerun = checkpoint_dir_for(kfp_fn_args(custom_config, "run-2", "u2"))
+    killed = checkpoint_dir_for(write_run(tmp_path, "run-1", transform_output_dir, 1, False, custom_config))
+    rerun = checkpoint_dir_for(write_run(tmp_path, "run-2", transform_output_dir, 3, True, custom_config))
     assert killed == rerun
     assert killed.startswith(f"{ROOT}/Trainer/checkpoints/")
 
 
-def test_other_inputs_get_other_checkpoints():
+def test_other_inputs_get_other_checkpoints(tmp_path, transform_output_dir):
     custom_config = trainer_custom_config()
     changed = {**custom_config, "training": {**custom_config["training"], "phase1_epochs": 99}}
-    assert checkpoint_dir_for(kfp_fn_args(custom_config, "r", "u")) != checkpoint_dir_for(kfp_fn_args(changed, "r", "u"))
+    fn_args = write_run(tmp_path, "run-1", transform_output_dir, 1, False, custom_config)
+    assert checkpoint_dir_for(fn_args) != checkpoint_dir_for(
+        write_run(tmp_path, "run-2", transform_output_dir, 1, False, changed))
+    # One more training example is other data.
+    with tf.io.TFRecordWriter(fn_args.train_files[0].replace("*", "extra.gz"), options="GZIP") as writer:
+        writer.write(records("extra", 1)[0])
+    assert checkpoint_dir_for(fn_args) != checkpoint_dir_for(
+        write_run(tmp_path, "run-3", transform_output_dir, 1, False, custom_config))

@@ -1,5 +1,5 @@
 """The Trainer's tf.data input pipeline: raw examples -> Transform graph -> (image, one-hot label) batches."""
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +12,7 @@ from components.trainer.hparams import TrainingConfig
 CACHE_BUDGET_BYTES = 4 * 1024 ** 3
 _SHUFFLE_BUFFER = 4096
 _DECODE_BATCH = 64
+_HASH_BUCKETS = 2 ** 63 - 1  # to_hash_bucket_fast's largest bucket count: the whole 63-bit fingerprint range.
 
 
 def example_files(patterns: List[str]) -> List[str]:
@@ -24,6 +25,17 @@ def example_files(patterns: List[str]) -> List[str]:
 def count_records(patterns: List[str]) -> int:
     dataset = tf.data.TFRecordDataset(example_files(patterns), compression_type="GZIP")
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def count_and_digest(patterns: List[str]) -> Tuple[int, str]:
+    """The number of records and a digest of their bytes that ignores order and sharding: the same examples
+    written again by another run (new URIs, other shard files, another order) give the same digest."""
+    dataset = tf.data.TFRecordDataset(example_files(patterns), compression_type="GZIP")
+    hashes = dataset.map(lambda record: tf.strings.to_hash_bucket_fast(record, _HASH_BUCKETS))
+    # A sum, not a running hash: order-independent, and duplicates still count. int64 addition wraps.
+    count, total = hashes.reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                                 lambda state, value: (state[0] + 1, state[1] + value))
+    return int(count), f"{int(count)}:{int(total) & (2 ** 64 - 1):016x}"
 
 
 def decoded_examples(patterns: List[str], tft_output: tft.TFTransformOutput, config: TrainingConfig,

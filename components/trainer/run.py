@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import posixpath
+from typing import List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -27,21 +28,37 @@ def checkpoint_root(pipeline_root: str) -> str:
     return posixpath.join(pipeline_root, "Trainer", "checkpoints")
 
 
-def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str:
+def checkpoint_dir_for(fn_args: tfx.components.FnArgs, digest: Optional[str] = None) -> str:
     """A checkpoint folder that a re-run of the same Trainer inputs finds again after a crash.
 
-    Each execution gets new output folders, so the key is a hash of what the training depends on
-    (config, example files, Transform graph), under the pipeline's checkpoint root.
+    Each execution gets new output folders, and on KFP new input URIs too: every run re-runs ImageExampleGen
+    (uncached there) and so writes the same examples under its own run id. So the key is what the training
+    depends on by content: the config (with the code version) and the inputs' digest (`inputs_digest`, which
+    run_fn passes as `digest` from its own pass over the records), under the pipeline's checkpoint root.
     """
-    key = hashlib.sha256(json.dumps(
-        [fn_args.custom_config, sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output],
-        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = inputs_digest(fn_args) if digest is None else digest
+    key = hashlib.sha256(json.dumps([fn_args.custom_config, digest], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
     root = fn_args.custom_config.get(CHECKPOINT_ROOT_KEY)
     if not root:  # A hand-written custom_config without it: TFX's local layout, <root>/Trainer/model_run/<id>.
         root = posixpath.join(posixpath.dirname(posixpath.dirname(fn_args.model_run_dir.rstrip("/"))), "checkpoints")
         logging.warning("custom_config has no %s; checkpoints go to %s, which only TFX's local layout keeps "
                         "from one run to the next", CHECKPOINT_ROOT_KEY, root)
     return posixpath.join(root, key)
+
+
+def inputs_digest(fn_args: tfx.components.FnArgs) -> str:
+    """The Trainer's inputs by content, wherever they are stored (see digest_of)."""
+    _, train_digest = data.count_and_digest(fn_args.train_files)
+    _, eval_digest = data.count_and_digest(fn_args.eval_files)
+    return digest_of(train_digest, eval_digest, serving.read_class_names(tft.TFTransformOutput(
+        fn_args.transform_output)))
+
+
+def digest_of(train_digest: str, eval_digest: str, class_names: List[str]) -> str:
+    """The examples of each split (data.count_and_digest) and the Transform graph's vocabulary; the rest of the
+    graph is code and image size, both in custom_config."""
+    return json.dumps({"train": train_digest, "eval": eval_digest, "classes": list(class_names)})
 
 
 def _stage_features(fn_args: tfx.components.FnArgs, config: TrainingConfig, class_names, num_train: int,
@@ -67,7 +84,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     training.set_precision(config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = serving.read_class_names(tft_output)
-    num_train, num_eval = data.count_records(fn_args.train_files), data.count_records(fn_args.eval_files)
+    # One pass over the records counts them and digests them (the checkpoint folder's key).
+    (num_train, train_digest), (num_eval, eval_digest) = (data.count_and_digest(fn_args.train_files),
+                                                          data.count_and_digest(fn_args.eval_files))
     logging.info("Training on %d examples (%d for eval) of %d classes: %s", num_train, num_eval,
                  len(class_names), class_names)
 
@@ -81,7 +100,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         eval=data.batched(eval_examples, config, num_eval, shuffle=False) if num_eval else None,
         steps_per_epoch=steps_per_epoch)
 
-    checkpoint_dir = checkpoint_dir_for(fn_args)
+    checkpoint_dir = checkpoint_dir_for(fn_args, digest_of(train_digest, eval_digest, class_names))
     logging.info("Distribution: %s with %d replica(s); checkpoints in %s", type(strategy).__name__,
                  strategy.num_replicas_in_sync, checkpoint_dir)
     with strategy.scope():
