@@ -238,6 +238,11 @@ def convert_to_tflite(model: tf_keras.Model, image_size: int, quantization: str,
         return {features.PROBABILITIES_KEY: model(image, training=False)}
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([infer.get_concrete_function()], model)
+    # By default the converter first saves `model` as a temporary SavedModel and loads it back
+    # (tensorflow/lite/python/lite.py, TFLiteFrozenGraphConverterV2._convert_concrete_functions_to_saved_model):
+    # for a Keras model that traces every layer's call functions, 52 of 57 s of a MobileNetV2 conversion.
+    # Off, it freezes the concrete function's variables into constants directly: same flatbuffer, ~3 s.
+    converter.experimental_lower_to_saved_model = False
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
