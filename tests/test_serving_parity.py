@@ -8,6 +8,7 @@ tf.Transform, and the SavedModel export_serving_model writes, called through its
 calls them (no TF Serving binary installs here; the signatures are the graph it would run).
 """
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -22,7 +23,52 @@ from components.trainer.serving import export_serving_model, read_class_names, t
 from tests import corpus
 from tests.serving_fixtures import serving_transform_output_dir  # noqa: F401 (fixture)
 
-PHOTOS = corpus.odd_photos()
+_APP1_HEADER_BYTES = 10  # FFE1 marker, 2-byte length, "Exif\0\0": what a JPEG puts before the TIFF header.
+
+
+def _png_with_exif(png: bytes, orientation: int, big_endian: bool, after_image_data: bool = False) -> bytes:
+    """The PNG with an eXIf chunk (a TIFF header and IFD0, as in a JPEG's APP1 after "Exif\\0\\0") before its
+    first IDAT, as PNG writers put it, or after its last IDAT, where Pillow reads it too (on load)."""
+    tiff = corpus.exif_app1(orientation, big_endian)[_APP1_HEADER_BYTES:]
+    chunk = corpus._png_chunk(b"eXIf", tiff)
+    position = png.index(b"IEND") - 4 if after_image_data else png.index(b"IDAT") - 4
+    return png[:position] + chunk + png[position:]
+
+
+def _png_with_decoy_exif(png: bytes) -> bytes:
+    """A text chunk whose words hold "eXIf" and a TIFF header: not an eXIf chunk, so no orientation (Pillow)."""
+    text = b"Comment\0bytes eXIfMM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0"
+    position = png.index(b"IDAT") - 4
+    return png[:position] + corpus._png_chunk(b"tEXt", text) + png[position:]
+
+
+def _transparent_gif(pixels: np.ndarray, with_comment: bool) -> bytes:
+    """A palette GIF whose transparent index holds a dark colour (TF alone would paint it black, Pillow's
+    composite makes it white), optionally with a comment extension (sub-blocks to walk) before the image."""
+    palette = Image.fromarray(pixels).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    options = {"comment": b"x" * 600} if with_comment else {}
+    data = corpus._save(palette, "GIF", transparency=5, **options)
+    assert palette.getpalette()[15:18] != [255, 255, 255]
+    return data
+
+
+def _more_formats(seed: int = 51, width: int = 40, height: int = 24):
+    """{name: (file, twin)} beyond JPEG: PNG with an eXIf orientation, transparent GIF."""
+    pixels = corpus._photo(seed, width, height)
+    png = corpus._save(Image.fromarray(pixels), "PNG")
+    rgba = corpus._save(Image.fromarray(np.dstack([pixels, pixels[..., 0]]), "RGBA"), "PNG")
+    files = {f"png exif orientation {o}.png": _png_with_exif(png, o, big_endian=o % 2 == 0) for o in range(1, 9)}
+    files.update({
+        "png exif 6 after the image data.png": _png_with_exif(png, 6, big_endian=False, after_image_data=True),
+        "rgba png exif 8.png": _png_with_exif(rgba, 8, big_endian=True),
+        "png with eXIf in a text chunk.png": _png_with_decoy_exif(png),
+        "transparent.gif": _transparent_gif(pixels, with_comment=False),
+        "transparent with comment.gif": _transparent_gif(pixels, with_comment=True),
+    })
+    return {name: (data, corpus._save(corpus._upright_on_white(data), "PNG")) for name, data in files.items()}
+
+
+PHOTOS = {**corpus.odd_photos(), **_more_formats()}
 # Lossless cases: the same 8-bit pixels on both sides, so the model inputs agree to float rounding.
 EXACT_TOLERANCE = 1e-5
 # A downscaled example went through Lanczos to the stored size and a JPEG re-encode before Transform's
@@ -113,3 +159,22 @@ def test_the_classifier_tells_a_sideways_picture_from_an_upright_one(served):
     upright = PHOTOS["exif orientation 6.jpg"][1]
     gap = np.abs(np.subtract(*_probabilities(served, [sideways, upright], features.SERVING_SIGNATURE))).max()
     assert gap > 10 * MAX_PROBABILITY_GAP
+
+
+def test_gif_transparency_and_png_orientation_change_the_picture():
+    """The new cases are not trivially equal to what a plain decode gives: without the graph's handling, the
+    transparent GIF's pixels and the turned PNG would differ from their twins."""
+    for name in ("transparent.gif", "png exif orientation 6.png", "png exif 6 after the image data.png"):
+        original, twin = PHOTOS[name]
+        plain = tf.io.decode_image(original, channels=3, expand_animations=False).numpy()
+        upright = tf.io.decode_image(twin, channels=3, expand_animations=False).numpy()
+        assert plain.shape != upright.shape or np.abs(plain.astype(int) - upright).max() > 100, name
+
+
+@pytest.mark.parametrize("signature", [features.SERVING_SIGNATURE, features.TF_EXAMPLE_SIGNATURE])
+def test_served_model_refuses_webp_with_a_clear_error(served, signature):
+    """TensorFlow 2.16, and so TF Serving 2.16, has no WebP decoder: the request fails with INVALID_ARGUMENT
+    naming the formats it reads, and clients convert WebP first (README). Ingestion stores WebP as PNG."""
+    webp = corpus._save(Image.fromarray(corpus._photo(3, 40, 24)), "WEBP", lossless=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a JPEG, PNG, GIF or BMP image"):
+        _probabilities(served, [webp], signature)
