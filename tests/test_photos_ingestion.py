@@ -47,6 +47,18 @@ def test_downscaled_copy_shows_the_same_picture():
     assert np.abs(stored - reference).mean() < 2.0  # 8-bit levels: JPEG and reduced-scale decoding only.
 
 
+def test_large_png_is_box_reduced_by_an_integer_factor_and_shows_the_same_picture():
+    photo = corpus.camera_photo(7, 2000, 1500)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    checked = image_tree.check_image(buffer.getvalue(), image_tree.Limits(max_stored_side=STORED_SIDE))
+    stored = Image.open(io.BytesIO(checked.encoded))
+    # 2000 / 10 = 200 keeps DRAFT_MIN_SHARE of 256 (192): reduced by 10, not resized again.
+    assert (stored.format, stored.size) == ("JPEG", (200, 150))
+    reference = np.asarray(photo.resize(stored.size, Image.Resampling.LANCZOS), np.float32)
+    assert np.abs(np.asarray(stored.convert("RGB"), np.float32) - reference).mean() < 2.0
+
+
 def test_zero_keeps_originals_and_small_images_pass_through():
     original = _jpeg(corpus.camera_photo(3, 1600, 1200))
     assert image_tree.check_image(original, image_tree.Limits(max_stored_side=0)).encoded == original
@@ -119,7 +131,9 @@ def test_camera_photos_are_stored_downscaled_with_their_original_size_and_hash(i
         feature = examples[str(root / relative)].features.feature
         stored = tf.io.decode_image(feature[features.IMAGE_KEY].bytes_list.value[0], expand_animations=False)
         width, height = fate.size
-        assert max(stored.shape[:2]) == STORED_SIDE and (stored.shape[1] > stored.shape[0]) == (width > height)
+        # Reduced by an integer factor (libjpeg's scale or a box reduction), Lanczos only above STORED_SIDE.
+        assert image_tree.DRAFT_MIN_SHARE * STORED_SIDE <= max(stored.shape[:2]) <= STORED_SIDE
+        assert (stored.shape[1] > stored.shape[0]) == (width > height)
         assert (feature[features.WIDTH_KEY].int64_list.value[0], feature[features.HEIGHT_KEY].int64_list.value[0]) \
             == (width, height)
         data = (root / relative).read_bytes()
