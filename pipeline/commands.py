@@ -334,7 +334,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     try:
         config = _pipeline_config(args, args.data, args.pipeline_root, args.serving_dir, args.beam_arg,
-                                  schema_dir=args.schema_dir, baseline=args.baseline, drift_check=False)
+                                  schema_dir=args.schema_dir, baseline=args.baseline)
         settings = kubeflow_runner.settings_from_options(args.image, args.resources, args.gpu_type,
                                                          args.component_beam_arg)
         output = kubeflow_runner.compile_pipeline(config, args.output, settings)

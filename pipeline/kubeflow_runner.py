@@ -17,7 +17,8 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base.base_beam_component import BaseBeamComponent
 
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import LATEST_PUSHED_MODEL_ID, SCHEMA_IMPORT_ID, create_pipeline
+from pipeline.pipeline import (LATEST_PUSHED_MODEL_ID, PREVIOUS_SPAN_STATISTICS_ID, SCHEMA_IMPORT_ID, SPAN_WINDOW_ID,
+                               create_pipeline)
 
 DEFAULT_IMAGE = "ghcr.io/imagepipe/imagepipe:0.1.0"
 # The name Kubernetes schedules NVIDIA GPUs by (KFP OSS). Vertex AI wants a machine accelerator name
@@ -39,7 +40,9 @@ RUNTIME_PARAMETERS = {
 #   (see tests/kfp_v2_launcher.py), so new images under the same data_root would reuse the old Examples.
 # - ImportSchemaGen: the schema file's content (its path is all the key holds; the file is read at run time).
 # - latest_pushed_model: the serving directory, which the Pusher changes between runs.
-UNCACHED_TASKS = ("ImageExampleGen", SCHEMA_IMPORT_ID, LATEST_PUSHED_MODEL_ID)
+# - PreviousSpanStatistics, SpanWindow: the span history under the pipeline root, which SpanWindow changes.
+UNCACHED_TASKS = ("ImageExampleGen", SCHEMA_IMPORT_ID, LATEST_PUSHED_MODEL_ID, PREVIOUS_SPAN_STATISTICS_ID,
+                  SPAN_WINDOW_ID)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,8 @@ DEFAULT_RESOURCES: Mapping[str, TaskResources] = {
     "ImportSchemaGen": TaskResources(cpu=0.5, memory_gb=1),
     "ExampleValidator": TaskResources(cpu=1, memory_gb=2),
     "DataValidationGate": TaskResources(cpu=1, memory_gb=2),
+    PREVIOUS_SPAN_STATISTICS_ID: TaskResources(cpu=0.5, memory_gb=1),
+    SPAN_WINDOW_ID: TaskResources(cpu=0.5, memory_gb=1),  # Copies are server-side on gs:// (no bytes through it).
     "Transform": TaskResources(cpu=4, memory_gb=16),
     "DataQuality": TaskResources(cpu=4, memory_gb=16),
     "Trainer": TaskResources(cpu=8, memory_gb=32),
@@ -144,7 +149,7 @@ def compile_pipeline(config: PipelineConfig, output_file: str,
     settings = settings or KubeflowSettings()
     config = dataclasses.replace(config, beam_pipeline_args=with_worker_image(config.beam_pipeline_args,
                                                                               settings.image))
-    tfx_pipeline = create_pipeline(config)
+    tfx_pipeline = create_pipeline(config, read_span_history=False)
     components = {component.id: component for component in tfx_pipeline.components}
     # Defaults name every possible task (both baselines); only names a user added must exist.
     added_names = [name for name in settings.resources if name not in DEFAULT_RESOURCES]

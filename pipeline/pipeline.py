@@ -14,13 +14,16 @@ from components.baseline.component import LatestPushedModel
 from components.baseline.executor import BASELINE_MODEL_KEY
 from components.evaluation.component import GatedEvaluator
 from components.evaluation.eval_config import build_eval_config
-from components.ingestion.component import ImageExampleGen
+from components.ingestion.component import ImageExampleGen, input_pattern
 from components.pusher.component import TFLITE_TOLERANCE_KEY, VersionedPusher
 from components.quality.component import DataQuality
 from components.quality.executor import FILTERED_EXAMPLES_KEY
 from components.schema_import.component import ContentKeyedImportSchemaGen
+from components.spans import history
+from components.spans.component import PreviousSpanStatistics, SpanWindow
+from components.spans.executor import PREVIOUS_STATISTICS_KEY, WINDOW_EXAMPLES_KEY
+from components.spans.resolution import newest_span
 from components.validation.component import DataValidationGate
-from components.validation.previous_statistics import RecentStatisticsStrategy
 from components.trainer.run import CHECKPOINT_ROOT_KEY, TRAINING_CONFIG_KEY, checkpoint_root
 from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_RESOLVER, PipelineConfig, components_fingerprint
 
@@ -31,7 +34,8 @@ PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
 RESOLVER_ID = "latest_blessed_model_resolver"
 LATEST_PUSHED_MODEL_ID = "latest_pushed_model"
-PREVIOUS_STATISTICS_ID = "previous_statistics_resolver"
+PREVIOUS_SPAN_STATISTICS_ID = "PreviousSpanStatistics"
+SPAN_WINDOW_ID = "SpanWindow"
 SCHEMA_IMPORT_ID = "ImportSchemaGen"
 BASELINE_OUTPUT_KEYS = {BASELINE_RESOLVER: "model", BASELINE_LATEST_PUSHED: BASELINE_MODEL_KEY}
 
@@ -48,7 +52,14 @@ def create_baseline(config: PipelineConfig, candidate_model: tfx.dsl.Channel):
     ).with_id(RESOLVER_ID)
 
 
-def create_components(config: PipelineConfig) -> List:
+def span_history_fingerprint(config: PipelineConfig) -> str:
+    """For the cache key of the span components (see components/spans/component.py): read where the pipeline is
+    built and runs, i.e. locally. A compiled pipeline runs later elsewhere, and its span tasks are uncached."""
+    return history.fingerprint_before(history.history_dir(config.pipeline_root, config.pipeline_name),
+                                      newest_span(config.data_root, input_pattern(config.span_folder)))
+
+
+def create_components(config: PipelineConfig, read_span_history: bool = True) -> List:
     code_version = components_fingerprint()
     example_gen = ImageExampleGen(input_base=config.data_root, eval_percent=config.eval_percent,
                                   span_folder=config.span_folder, max_stored_side=config.max_stored_side)
@@ -61,36 +72,43 @@ def create_components(config: PipelineConfig) -> List:
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    # Statistics of earlier runs: the gate compares the newest one of an earlier span (drift).
-    previous_statistics = tfx.dsl.Resolver(
-        strategy_class=RecentStatisticsStrategy,
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
-    ).with_id(PREVIOUS_STATISTICS_ID) if config.drift_check else None
+    # Earlier spans come from the span history under the pipeline root (no Resolver: KFP OSS runs none).
+    span_history = history.history_dir(config.pipeline_root, config.pipeline_name)
+    history_fingerprint = span_history_fingerprint(config) if read_span_history else ""
+    # Statistics of the newest earlier validated span: the gate's drift baseline.
+    previous_statistics = PreviousSpanStatistics(
+        statistics=statistics_gen.outputs["statistics"], history_dir=span_history,
+        history_fingerprint=history_fingerprint).with_id(PREVIOUS_SPAN_STATISTICS_ID) if config.drift_check else None
     # ExampleValidator records anomalies; the gate fails the run on them.
     validation_gate = DataValidationGate(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         examples=example_gen.outputs["examples"], settings=config.validation,
-        previous_statistics=previous_statistics.outputs["statistics"] if previous_statistics else None)
+        previous_statistics=previous_statistics.outputs[PREVIOUS_STATISTICS_KEY] if previous_statistics else None)
     validation_gate.add_upstream_node(example_validator)  # Its anomalies artifact is recorded even on failure.
+    # After the gate passed: the span is recorded, and training reads the newest N validated spans.
+    span_window = SpanWindow(
+        examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+        validation_result=validation_gate.outputs["result"], history_dir=span_history,
+        span_window=config.span_window, history_fingerprint=history_fingerprint).with_id(SPAN_WINDOW_ID)
+    window_examples = span_window.outputs[WINDOW_EXAMPLES_KEY]
     # Not materialized: the graph runs inside training's input pipeline and inside the exported model,
     # so nobody stores a float copy of every image. Analysis only builds the label vocabulary.
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=window_examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         disable_statistics=True,
         custom_config={"image_size": config.training.image_size, "code_version": code_version},
     )
-    # Nothing is analyzed or trained before the data has been validated.
-    transform.add_upstream_node(validation_gate)
+    # Nothing is analyzed or trained before the data has been validated: the window exists only after the gate.
     # Data quality (suspect labels, near-duplicate leaks, outliers) on the base's features, before training:
     # the Trainer and the Evaluator read its filtered examples (leaking eval copies removed).
     quality = DataQuality(
-        examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
+        examples=window_examples, transform_graph=transform.outputs["transform_graph"],
         training=config.training, settings=config.quality, code_version=code_version,
     ) if config.quality is not None else None
-    examples = quality.outputs[FILTERED_EXAMPLES_KEY] if quality is not None else example_gen.outputs["examples"]
+    examples = quality.outputs[FILTERED_EXAMPLES_KEY] if quality is not None else window_examples
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=examples,
@@ -120,7 +138,7 @@ def create_components(config: PipelineConfig) -> List:
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)),
         custom_config={TFLITE_TOLERANCE_KEY: evaluation.max_tflite_accuracy_drop},
     ).with_id("Pusher")
-    data_validation = [statistics_gen, schema_gen, example_validator, validation_gate]
+    data_validation = [statistics_gen, schema_gen, example_validator, validation_gate, span_window]
     if previous_statistics is not None:
         data_validation.append(previous_statistics)
     return [example_gen, *data_validation, transform, *([quality] if quality is not None else []), trainer,
@@ -128,12 +146,13 @@ def create_components(config: PipelineConfig) -> List:
 
 
 def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None
-                    ) -> tfx.dsl.Pipeline:
+                    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+                    read_span_history: bool = True) -> tfx.dsl.Pipeline:
+    """`read_span_history`: False when compiling (the history is read by the tasks when they run)."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config),
+        components=create_components(config, read_span_history),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_pipeline_args),

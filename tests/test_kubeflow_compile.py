@@ -9,7 +9,7 @@ from pipeline import kubeflow_client, kubeflow_runner
 from pipeline.cli import main
 
 EXPECTED_TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataValidationGate",
-                  "Transform", "DataQuality", "Trainer", "Evaluator", "Pusher"}
+                  "PreviousSpanStatistics", "SpanWindow", "Transform", "DataQuality", "Trainer", "Evaluator", "Pusher"}
 IMAGE = "registry.example/imagepipe:test"
 COMPILE_ARGS = ["--data", "gs://bucket/images", "--pipeline-root", "gs://bucket/root",
                 "--serving-dir", "gs://bucket/serving", "--image", IMAGE, "--weights", "none"]
@@ -66,14 +66,20 @@ def test_task_graph_gates_the_push_on_the_evaluation(job):
     assert tasks["latest_pushed_model"].inputs.artifacts["candidate_model"].task_output_artifact.producer_task == \
         "Trainer"
     assert set(tasks["ExampleValidator"].dependent_tasks) == {"StatisticsGen", "ImportSchemaGen"}
-    # Nothing is analyzed before the gate passed; without a Resolver (KFP OSS) there is no drift baseline.
+    # Nothing is analyzed before the gate passed; its drift baseline comes from the span history, no Resolver.
     assert "DataValidationGate" in tasks["Transform"].dependent_tasks
     assert set(tasks["DataValidationGate"].dependent_tasks) == {
-        "StatisticsGen", "ImportSchemaGen", "ImageExampleGen", "ExampleValidator"}
+        "StatisticsGen", "ImportSchemaGen", "ImageExampleGen", "ExampleValidator", "PreviousSpanStatistics"}
+    assert tasks["DataValidationGate"].inputs.artifacts["previous_statistics"].task_output_artifact.producer_task == \
+        "PreviousSpanStatistics"
+    # Transform and DataQuality read the window of validated spans, recorded after the gate.
+    assert set(tasks["SpanWindow"].dependent_tasks) == {"ImageExampleGen", "StatisticsGen", "DataValidationGate"}
+    for task_name in ("Transform", "DataQuality"):
+        assert tasks[task_name].inputs.artifacts["examples"].task_output_artifact.producer_task == "SpanWindow"
     # Training and evaluation read the data-quality stage's filtered examples (leaking eval copies dropped).
     assert {"DataQuality", "Transform"} <= set(tasks["Trainer"].dependent_tasks)
     assert tasks["Evaluator"].inputs.artifacts["examples"].task_output_artifact.producer_task == "DataQuality"
-    assert {"ImageExampleGen", "Transform"} <= set(tasks["DataQuality"].dependent_tasks)
+    assert {"SpanWindow", "Transform"} <= set(tasks["DataQuality"].dependent_tasks)
 
 
 def test_every_task_runs_the_image_with_its_resources(job):
@@ -124,10 +130,11 @@ def test_data_location_and_hyperparameters_are_pipeline_parameters(job):
 def test_cache_is_off_only_where_kfps_cache_key_cannot_see_what_the_task_reads(job):
     # KFP's key is the task's parameters, inputs and container: it cannot see new images under the same
     # data_root (TFX's fingerprinting driver never runs on KFP OSS), an edited schema file, or a new pushed
-    # version in the serving dir. Everything downstream is keyed on those tasks' fresh outputs.
+    # version in the serving dir, or the span history. Everything downstream is keyed on those tasks' fresh outputs.
     _, spec, _ = parse_job(job)
     caching = {name: task.caching_options.enable_cache for name, task in spec.root.dag.tasks.items()}
-    for task_name in ("latest_pushed_model", "ImageExampleGen", "ImportSchemaGen"):
+    for task_name in ("latest_pushed_model", "ImageExampleGen", "ImportSchemaGen", "PreviousSpanStatistics",
+                      "SpanWindow"):
         assert caching.pop(task_name) is False, task_name
     assert all(caching.values()), caching
 

@@ -31,7 +31,7 @@ from tests.test_console import REPO, clean_environment, noise_in
 from tests.test_report_browser import assert_looks_complete, open_in_browser
 
 COMPONENTS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataValidationGate",
-              "previous_statistics_resolver", "Transform", "DataQuality", "Trainer", "latest_blessed_model_resolver",
+              "PreviousSpanStatistics", "SpanWindow", "Transform", "DataQuality", "Trainer", "latest_blessed_model_resolver",
               "Evaluator", "Pusher"}
 
 

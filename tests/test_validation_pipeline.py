@@ -11,6 +11,7 @@ from pipeline.config import PipelineConfig
 from pipeline.local_runner import LOCAL_BEAM_ARGS, WorkdirLayout, metadata_config
 from pipeline.pipeline import create_pipeline
 from tests.conftest import COLORS, encode, noisy_color, write_color_tree
+from tests.test_span_window_pipeline import run_up_to_the_window
 from tests.test_validation_gate import SCHEMA_DIR
 
 
@@ -53,9 +54,10 @@ def test_unknown_label_and_missing_feature_stop_the_run_before_transform(tmp_pat
     assert "missing_feature" in message and "camera_id" in message
     states = _executions_by_node(layout)
     assert states["ImageExampleGen"] == "COMPLETE" and states["ExampleValidator"] == "COMPLETE"
-    assert states["previous_statistics_resolver"] == "COMPLETE"  # Nothing earlier: no drift check, no error.
+    assert states["PreviousSpanStatistics"] == "COMPLETE"  # Nothing earlier: no drift check, no error.
     assert states["DataValidationGate"] == "FAILED"
-    assert "Transform" not in states and "Trainer" not in states
+    # A span that failed validation is not recorded in the span history, nor analyzed or trained on.
+    assert "SpanWindow" not in states and "Transform" not in states and "Trainer" not in states
 
 
 def _write_span(root, counts, seed):
@@ -68,24 +70,20 @@ def _write_span(root, counts, seed):
 
 @pytest.mark.slow
 def test_label_drift_between_spans_is_named_by_the_gate(tmp_path):
-    # Both runs stop at the gate (a required feature no image has), so no model is trained; the first
-    # run's statistics are still recorded and become the second run's drift baseline.
-    (tmp_path / "schema").mkdir()
-    schema_dir = _schema_with_classes_and_a_camera_feature(tmp_path / "schema")
+    # The first span passes the gate and is recorded in the span history (only the nodes up to the span
+    # window run: no model is trained); the second stops at the gate on drift against it.
     layout = WorkdirLayout(str(tmp_path / "work"))
     config = PipelineConfig(
         pipeline_name="drift-test", pipeline_root=layout.pipeline_root, data_root=str(tmp_path / "images"),
-        serving_dir=layout.serving_dir, schema_dir=schema_dir, beam_pipeline_args=LOCAL_BEAM_ARGS,
+        serving_dir=layout.serving_dir, beam_pipeline_args=LOCAL_BEAM_ARGS,
         span_folder="span-{SPAN}", validation=gate.GateSettings(min_examples_per_class=3))
     names = list(COLORS)
     _write_span(tmp_path / "images" / "span-1", dict.fromkeys(names, 12), seed=1)
-    with pytest.raises(Exception) as first:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
-    assert "- missing_feature:" in str(first.value) and "- drift:" not in str(first.value)
+    run_up_to_the_window(config, layout)
 
     _write_span(tmp_path / "images" / "span-2", {names[0]: 36, names[1]: 6, names[2]: 6}, seed=2)
     with pytest.raises(Exception) as second:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_config(layout)))
+        run_up_to_the_window(config, layout)
     message = str(second.value)
     assert "drift: feature 'label', split 'train'" in message and "Linfty" in message
 

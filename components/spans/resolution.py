@@ -8,7 +8,7 @@ there the executor receives the raw pattern `span-{SPAN}/*/*` and no fingerprint
 the driver does, with the same TFX input processor, so both cases reach the executor alike.
 """
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from tfx.components.example_gen import input_processor, utils
 from tfx.proto import example_gen_pb2, range_config_pb2
@@ -58,3 +58,16 @@ def record_on_examples(examples: artifact.Artifact, exec_properties: Dict[str, A
     if exec_properties.get(utils.VERSION_PROPERTY_NAME) is not None:
         examples.set_int_custom_property(utils.VERSION_PROPERTY_NAME,
                                          int(exec_properties[utils.VERSION_PROPERTY_NAME]))
+
+
+def newest_span(input_base: str, pattern: str) -> Optional[int]:
+    """The span the driver (or resolve_like_the_driver) will pick for this input pattern, read when the pipeline
+    is built; None when it cannot be resolved there (no span yet, or a bucket this machine cannot reach)."""
+    splits = [example_gen_pb2.Input.Split(name="images", pattern=pattern)]
+    try:
+        span, _ = input_processor.FileBasedInputProcessor(
+            input_base_uri=input_base, splits=splits, range_config=None).resolve_span_and_version()
+    except Exception as error:  # noqa: BLE001 -- any listing failure means "unknown here", the run decides.
+        logging.info("Span of %s not resolved when building the pipeline (%s)", input_base, error)
+        return None
+    return int(span)
