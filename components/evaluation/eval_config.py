@@ -89,6 +89,10 @@ def build_eval_config(min_accuracy: Optional[float], max_accuracy_drop: Optional
     eval_config = tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
+                # Stated, not detected: without a type TFMA loads the whole model with Keras once to see whether
+                # it is one, then again as Keras (tensorflow_model_analysis/utils/model_util.py,
+                # get_model_type and model_construct_fn), 20+ s per model; we only call its signatures.
+                model_type=tfma.TF_GENERIC,
                 signature_name=features.TF_EXAMPLE_SIGNATURE,
                 preprocessing_function_names=[features.TRANSFORM_SIGNATURE],
                 label_key=features.TRANSFORMED_LABEL_KEY,
