@@ -9,6 +9,7 @@ from pathlib import Path
 import tensorflow as tf
 from tfx import v1 as tfx
 
+from components import features
 from components.trainer.run import checkpoint_dir_for
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
@@ -24,20 +25,28 @@ def trainer_custom_config() -> dict:
     return json.loads(custom_config) if isinstance(custom_config, str) else custom_config
 
 
-def records(split: str, count: int = 6) -> list:
-    return [tf.train.Example(features=tf.train.Features(feature={"id": tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[f"{split}-{index}".encode()]))})).SerializeToString()
-        for index in range(count)]
+def records(split: str, count: int = 6, label_first: bool = True) -> list:
+    """Examples as ingestion writes them; their feature map serializes in insertion order, which differed
+    between two KFP runs of the same ingestion."""
+    serialized = []
+    for index in range(count):
+        values = {features.LABEL_KEY: f"class-{index % 2}".encode(), features.IMAGE_KEY: f"{split}-{index}".encode()}
+        order = sorted(values, reverse=not label_first)
+        serialized.append(tf.train.Example(features=tf.train.Features(feature={
+            key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[values[key]])) for key in order
+        })).SerializeToString())
+    return serialized
 
 
 def write_run(local_root: Path, run_id: str, transform_output: str, shards: int, reverse: bool,
               custom_config: dict) -> tfx.components.FnArgs:
     """A run's Trainer inputs in KFP's layout, <root>/<pipeline>/<run id>/<task>/<uuid>/<key>
     (kubeflow/pipelines backend/src/v2/driver/driver.go, provisionOutputs): the same records written by
-    another run in another number of shards and order, as Beam may."""
+    another run in another number of shards and order, as Beam may, with another order of each example's
+    features."""
     run_root = local_root / "imagepipe" / run_id
     for split in ("train", "eval"):
-        values = records(split)[::-1] if reverse else records(split)
+        values = records(split, label_first=not reverse)[::-1] if reverse else records(split)
         folder = run_root / "DataQuality" / f"uuid-{run_id}" / "filtered_examples" / f"Split-{split}"
         folder.mkdir(parents=True)
         for shard in range(shards):
@@ -57,6 +66,7 @@ def write_run(local_root: Path, run_id: str, transform_output: str, shards: int,
 
 def test_a_rerun_on_kfp_finds_the_killed_runs_checkpoints_under_the_pipeline_root(tmp_path, transform_output_dir):
     custom_config = trainer_custom_config()
+    assert records("train") != records("train", label_first=False)  # Same examples, other bytes.
     killed = checkpoint_dir_for(write_run(tmp_path, "run-1", transform_output_dir, 1, False, custom_config))
     rerun = checkpoint_dir_for(write_run(tmp_path, "run-2", transform_output_dir, 3, True, custom_config))
     assert killed == rerun

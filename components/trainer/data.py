@@ -28,13 +28,21 @@ def count_records(patterns: List[str]) -> int:
 
 
 def count_and_digest(patterns: List[str]) -> Tuple[int, str]:
-    """The number of records and a digest of their bytes that ignores order and sharding: the same examples
-    written again by another run (new URIs, other shard files, another order) give the same digest."""
+    """The number of records and a digest of what training reads of them (image bytes and label) that ignores
+    order and sharding: the same examples written again by another run (new URIs, other shard files, another
+    order) give the same digest. Not of the serialized records: their feature map's order differs between
+    runs of the same ingestion (found on KFP, where every run writes the examples anew)."""
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in (features.IMAGE_KEY, features.LABEL_KEY)}
+
+    def record_hash(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        return tf.strings.to_hash_bucket_fast(
+            tf.strings.join([parsed[features.LABEL_KEY], parsed[features.IMAGE_KEY]], separator="\0"), _HASH_BUCKETS)
+
     dataset = tf.data.TFRecordDataset(example_files(patterns), compression_type="GZIP")
-    hashes = dataset.map(lambda record: tf.strings.to_hash_bucket_fast(record, _HASH_BUCKETS))
     # A sum, not a running hash: order-independent, and duplicates still count. int64 addition wraps.
-    count, total = hashes.reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-                                 lambda state, value: (state[0] + 1, state[1] + value))
+    count, total = dataset.map(record_hash).reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                                                   lambda state, value: (state[0] + 1, state[1] + value))
     return int(count), f"{int(count)}:{int(total) & (2 ** 64 - 1):016x}"
 
 
