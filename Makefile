@@ -23,6 +23,7 @@ bench: $(STAMP)  ## Every benchmark, one after the other (about an hour on 2 cor
 	$(BIN)/python bench/bench_machine.py
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_e2e.py
+	$(BIN)/python bench/bench_photos_pipeline.py
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/write_results.py
 

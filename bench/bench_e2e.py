@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,17 +44,20 @@ def run_pipeline(root: Path, image_size: int, epochs, weights: str) -> dict:
     return summary
 
 
-def run_seed_script(root: Path, image_size: int, epochs, weights: str) -> float:
+def run_seed_script(root: Path, image_size: int, epochs, weights: str, eval_root: Optional[Path] = None) -> dict:
+    """Seconds and final validation accuracy; validation_split=0.2 of `root`, or all of `eval_root` (held out
+    as our pipeline splits it, so both are scored on the same images) when given."""
     import tf_keras
     from tf_keras.preprocessing.image import ImageDataGenerator
 
     from components.trainer import model as model_lib
 
     started = time.perf_counter()
-    generator = ImageDataGenerator(rescale=1.0 / 255, validation_split=0.2)
+    generator = ImageDataGenerator(rescale=1.0 / 255, validation_split=0.0 if eval_root else 0.2)
     flow = dict(target_size=(image_size, image_size), batch_size=32, class_mode="categorical")
-    train = generator.flow_from_directory(str(root), subset="training", **flow)
-    validation = generator.flow_from_directory(str(root), subset="validation", **flow)
+    train = generator.flow_from_directory(str(root), subset=None if eval_root else "training", **flow)
+    validation = generator.flow_from_directory(str(eval_root or root), subset=None if eval_root else "validation",
+                                               classes=list(train.class_indices), **flow)
     base = model_lib.build_base(TrainingConfig(image_size=image_size, alpha=1.0, weights=weights))
     base.trainable = False
     model = tf_keras.Sequential([base, tf_keras.layers.GlobalAveragePooling2D(),
@@ -62,9 +66,9 @@ def run_seed_script(root: Path, image_size: int, epochs, weights: str) -> float:
     model.fit(train, validation_data=validation, epochs=epochs[0], verbose=2)
     base.trainable = True
     model.compile(optimizer=tf_keras.optimizers.Adam(1e-5), loss="categorical_crossentropy", metrics=["accuracy"])
-    model.fit(train, validation_data=validation, epochs=epochs[1], verbose=2)
+    history = model.fit(train, validation_data=validation, epochs=epochs[1], verbose=2)
     model.save(tempfile.mkdtemp(prefix="bench-seed-model-"), save_format="tf")
-    return time.perf_counter() - started
+    return {"seconds": time.perf_counter() - started, "val_accuracy": history.history["val_accuracy"][-1]}
 
 
 def _largest_components(summary: dict, count: int = 4) -> str:
@@ -100,7 +104,7 @@ def main() -> None:
     epochs = (args.phase1_epochs, args.phase2_epochs)
 
     pipeline = run_pipeline(root, args.image_size, epochs, weights)
-    seed_seconds = run_seed_script(root, args.image_size, epochs, weights)
+    seed_seconds = run_seed_script(root, args.image_size, epochs, weights)["seconds"]
     component_seconds = sum(component["seconds"] for component in pipeline["components"])
     lines = [
         f"machine: {common.machine_description()}",

@@ -13,6 +13,8 @@ SECTIONS = (
     ("machine.txt", "Machine limit", "python bench/bench_machine.py"),
     ("serving.txt", "Serving latency and throughput", "python bench/bench_serving.py"),
     ("e2e.txt", "End to end and growth", "python bench/bench_e2e.py"),
+    ("photos_pipeline.txt", "Camera-size photos: whole pipeline versus the seed script",
+     "python bench/bench_photos_pipeline.py"),
     ("quality.txt", "Data quality: suspect labels, leaks, the stage's cost", "python bench/bench_quality.py"),
 )
 
