@@ -1,4 +1,5 @@
 """Ingestion: walking the tree, checking files, splitting, and the real Beam executor end to end."""
+import gzip
 import hashlib
 import io
 import json
@@ -149,6 +150,29 @@ def test_executor_writes_splits_and_accounts_for_every_file(color_tree, tmp_path
     assert artifact.get_int_custom_property("examples_written") == 18
     assert artifact.get_int_custom_property("quarantined") == 2
     assert artifact.split_names == '["train", "eval"]'
+
+
+def test_example_files_are_what_tfx_readers_open(color_tree, tmp_path):
+    """Written by ingestion's own sink (gzip level 0, no reshuffle): named as TFX's WriteSplit names them and
+    read by tfx_bsl's TFExampleRecord, which StatisticsGen and Transform use and which picks GZIP by suffix."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+    from tfx.components.example_gen import write_split
+    from tfx_bsl.tfxio import tf_example_record
+
+    output_dir = tmp_path / "examples"
+    _run_executor(color_tree, output_dir)
+    files = sorted(output_dir.glob("Split-*/*"))
+    assert [path.name for path in files] == [f"{write_split.DEFAULT_FILE_NAME}-00000-of-00001.gz"] * 2
+    for path in files:
+        with gzip.open(path) as handle:
+            assert handle.read(1)  # A gzip stream.
+    with beam.Pipeline() as pipeline:
+        rows = (pipeline
+                | tf_example_record.TFExampleRecord(file_pattern=str(output_dir / "Split-*" / "*")).BeamSource()
+                | beam.Map(lambda batch: batch.num_rows)
+                | beam.CombineGlobally(sum))
+        assert_that(rows, equal_to([18]))
 
 
 def test_split_membership_survives_moving_the_tree(color_tree, tmp_path):

@@ -15,6 +15,9 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 import tensorflow as tf
 from google.protobuf import struct_pb2
 from tfx import types
@@ -24,7 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.ingestion import image_tree
+from components.ingestion import example_files, image_tree
 from components.spans import resolution
 
 REPORT_FILE_NAME = "ingestion_report.json"
@@ -40,9 +43,10 @@ IMAGE_FILES_PATTERN = "*/*"
 # use the cores without a process per worker (each of which would import TensorFlow). bench/bench_photos.py
 # measures this against Beam's multi_processing mode.
 DEFAULT_READ_THREADS = os.cpu_count() or 1
-# Files handed to the thread pool at once: enough to keep every thread busy, few enough to bound the
-# memory of decoded images in flight.
-_FILES_PER_BATCH = 16
+# Files in flight on the thread pool per reading thread: enough that a thread never waits for the next file
+# while another finishes a slow one (a 12 Mpx PNG takes 100x a small JPEG), few enough to bound the memory
+# of decoded images in flight. Results are taken as they complete, so no batch waits for its slowest file.
+_FILES_IN_FLIGHT_PER_THREAD = 2
 # Progress lines at most this often: visible on a long run, without flooding the log.
 PROGRESS_LOG_SECONDS = 15.0
 
@@ -57,9 +61,9 @@ def tree_root(input_base: str, pattern: str) -> str:
 
 
 
-# Tags of the report records: every file listed, ignored, quarantined or written, every duplicate group and
-# every normalized file becomes one small (tag, entry) record, and one combine turns them all into the report.
-_LISTED, _WRITTEN = "listed", "written"
+# Tags of the report records: every file ignored, quarantined or written, every duplicate group and every
+# normalized file becomes one small (tag, entry) record, and one combine turns them all into the report.
+_WRITTEN = "written"
 _REPORT = "report"
 # A candidate travels through the content grouping as a plain tuple, which Beam's fast primitive coder
 # encodes without pickling: (uri, class, forced split or None, normalization steps, serialized tf.Example).
@@ -70,17 +74,14 @@ def _split_tag(split: str) -> str:
     return f"split-{split}"
 
 
-class _ListClassFolder(beam.DoFn):
-    """One class folder: (class, path, is_candidate, forced_split) per file, and one report record with the
-    number of files listed, against which the report checks that every file is accounted for."""
+def list_files(folders: List[image_tree.ClassFolder]) -> List[Tuple[str, str, bool, Optional[str]]]:
+    """(class, path, is_candidate, forced split) of every file of the class folders.
 
-    def process(self, folder: Tuple[str, str, Optional[str]]):
-        class_name, class_dir, forced_split = folder
-        listed = 0
-        for path, is_candidate in image_tree.walk_folder(class_dir):
-            listed += 1
-            yield class_name, path, is_candidate, forced_split
-        yield beam.pvalue.TaggedOutput(_REPORT, (_LISTED, listed))
+    Listed here, before the Beam pipeline, rather than in it: the count is the total of the progress line and
+    the `files_read` the report is checked against, and a listing stage with a side input for that count cost
+    more than the listing itself (bench/bench_photos.py: Beam's fixed cost per run)."""
+    return [(folder.class_name, path, is_candidate, folder.split)
+            for folder in folders for path, is_candidate in image_tree.walk_folder(folder.path)]
 
 
 class Progress:
@@ -124,31 +125,50 @@ def _duration(seconds: float) -> str:
 
 
 class _ReadAndCheck(beam.DoFn):
-    """Reads and checks a batch of files on a thread pool. Main output: (sha256, candidate) for the
-    duplicate check; report records for the files that are quarantined or ignored, with their reason."""
+    """Reads and checks files on a thread pool, a few in flight per thread, each output as soon as it is done.
+    Main output: (sha256, candidate) for the duplicate check; report records for the files that are
+    quarantined or ignored, with their reason."""
 
-    def __init__(self, limits: image_tree.Limits, threads: int = DEFAULT_READ_THREADS):
+    def __init__(self, limits: image_tree.Limits, files_listed: int, threads: int = DEFAULT_READ_THREADS):
         self._limits = limits
+        self._files_listed = files_listed
         self._threads = threads
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._progress: Optional[Progress] = None
+        self._in_flight: set = set()
 
     def setup(self):
         self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="ImageExampleGen")
+        self._progress = Progress(self._files_listed)
 
     def teardown(self):
         if self._pool:
             self._pool.shutdown()
 
-    def process(self, batch: List[Tuple[str, str, bool, Optional[str]]], files_listed: int):
-        if self._progress is None:
-            self._progress = Progress(files_listed)
-        # map() keeps the batch's order and re-raises any unexpected error here, failing the run.
-        for counter, output in self._pool.map(self._check_one, batch):
+    def start_bundle(self):
+        self._in_flight = set()
+
+    def process(self, item: Tuple[str, str, bool, Optional[str]]):
+        self._in_flight.add(self._pool.submit(self._check_one, item))
+        if len(self._in_flight) >= _FILES_IN_FLIGHT_PER_THREAD * self._threads:
+            yield from self._outputs(concurrent.futures.FIRST_COMPLETED)
+
+    def finish_bundle(self):
+        # Outputs of finish_bundle carry their window (Beam's DoFn contract); the pipeline is globally windowed.
+        for output in self._outputs(concurrent.futures.ALL_COMPLETED):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(output.tag, _in_global_window(output.value))
+            else:
+                yield _in_global_window(output)
+
+    def _outputs(self, return_when: str):
+        done, self._in_flight = concurrent.futures.wait(self._in_flight, return_when=return_when)
+        for future in done:
+            counter, output = future.result()  # Re-raises an unexpected error here, failing the run.
             if counter:  # Beam's metrics container is per thread: counted here, not in the pool's threads.
                 beam.metrics.Metrics.counter("ImageExampleGen", counter).inc()
             yield output
-        self._progress.add(len(batch))
+        self._progress.add(len(done))
 
     def _check_one(self, item: Tuple[str, str, bool, Optional[str]]) -> Tuple[Optional[str], Any]:
         """(counter name or None, output) of one file."""
@@ -208,6 +228,10 @@ class _ResolveDuplicates(beam.DoFn):
         yield beam.pvalue.TaggedOutput(_split_tag(split), kept[_EXAMPLE])
 
 
+def _in_global_window(value: Any) -> WindowedValue:
+    return WindowedValue(value, MIN_TIMESTAMP, (GlobalWindow(),))
+
+
 def _keep_order(candidate: Tuple) -> Tuple[int, str]:
     return (0 if candidate[_FORCED_SPLIT] in (None, image_tree.TRAIN_SPLIT) else 1, candidate[_URI])
 
@@ -217,19 +241,17 @@ def _quarantine_entry(candidate: Tuple, reason: str, detail: str) -> Dict:
 
 
 class _GatherReport(beam.CombineFn):
-    """Gathers the report records: counts for files listed and examples written, lists for the rest.
+    """Gathers the report records: counts for examples written, lists for the rest.
 
     Counting in the accumulator keeps the combined value small: one number per (split, class), not one
     record per example."""
 
     def create_accumulator(self) -> Dict:
-        return {_LISTED: 0, _WRITTEN: {}, _QUARANTINED: [], _IGNORED: [], _DUPLICATE_GROUPS: [], _NORMALIZED: []}
+        return {_WRITTEN: {}, _QUARANTINED: [], _IGNORED: [], _DUPLICATE_GROUPS: [], _NORMALIZED: []}
 
     def add_input(self, accumulator: Dict, record: Tuple[str, Any]) -> Dict:
         kind, entry = record
-        if kind == _LISTED:
-            accumulator[_LISTED] += entry
-        elif kind == _WRITTEN:
+        if kind == _WRITTEN:
             accumulator[_WRITTEN][entry] = accumulator[_WRITTEN].get(entry, 0) + 1
         else:
             accumulator[kind].append(entry)
@@ -238,7 +260,6 @@ class _GatherReport(beam.CombineFn):
     def merge_accumulators(self, accumulators) -> Dict:
         merged = self.create_accumulator()
         for accumulator in accumulators:
-            merged[_LISTED] += accumulator[_LISTED]
             for key, count in accumulator[_WRITTEN].items():
                 merged[_WRITTEN][key] = merged[_WRITTEN].get(key, 0) + count
             for kind in (_QUARANTINED, _IGNORED, _DUPLICATE_GROUPS, _NORMALIZED):
@@ -301,7 +322,8 @@ def write_quarantine_manifest(quarantined: List[Dict], path: str) -> None:
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Reads the image tree in parallel: one Beam element per class folder, then one per file."""
+    """Reads the image tree in parallel: the files are listed first, then one Beam element per file, each
+    read and checked on the reading threads."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         raise NotImplementedError("ImageExampleGen's Executor builds its whole Beam graph in Do.")
@@ -332,25 +354,14 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         resolution.record_on_examples(examples_artifact, exec_properties)
         report_path = posixpath.join(examples_artifact.uri, REPORT_FILE_NAME)
 
+        files = list_files(folders)
+        logging.info("ImageExampleGen: %d files listed", len(files))
+
         with self._make_beam_pipeline() as pipeline:
-            listing = (
-                pipeline
-                # No reshuffle of the few class folders: listing is cheap, and the files are redistributed below.
-                | "ClassFolders" >> beam.Create([(f.class_name, f.path, f.split) for f in folders], reshuffle=False)
-                | "ListFiles" >> beam.ParDo(_ListClassFolder()).with_outputs(_REPORT, main="files")
-            )
-            files_listed = (
-                listing[_REPORT]
-                | "FilesListed" >> beam.Map(lambda record: record[1])
-                | "TotalListed" >> beam.CombineGlobally(sum)
-            )
             read = (
-                listing.files
-                # Spreads the files over workers: a listing is one element per class folder.
-                | "Redistribute" >> beam.Reshuffle()
-                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=_FILES_PER_BATCH)
-                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits, read_threads),
-                                               files_listed=beam.pvalue.AsSingleton(files_listed)
+                pipeline
+                | "Files" >> beam.Create(files)  # Reshuffled by Create: spread over the workers.
+                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits, len(files), read_threads)
                                                ).with_outputs(_REPORT, main="candidates")
             )
             resolved = (
@@ -360,16 +371,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                     _REPORT, *[_split_tag(split) for split in split_names])
             )
             for split in split_names:
-                _ = resolved[_split_tag(split)] | f"WriteSplit[{split}]" >> write_split.WriteSplit(
-                    artifact_utils.get_split_uri([examples_artifact], split),
-                    example_gen_pb2.FORMAT_TFRECORDS_GZIP, exec_properties)
+                _ = resolved[_split_tag(split)] | f"WriteSplit[{split}]" >> example_files.WriteExamples(
+                    artifact_utils.get_split_uri([examples_artifact], split))
             _ = (
-                (listing[_REPORT], read[_REPORT], resolved[_REPORT])
+                (read[_REPORT], resolved[_REPORT])
                 | "ReportRecords" >> beam.Flatten()
                 | "GatherReport" >> beam.CombineGlobally(_GatherReport())
                 | "WriteReport" >> beam.Map(
                     lambda gathered: _write_json(build_report(
-                        root, layout, class_names, gathered[_LISTED], sorted(gathered[_WRITTEN].items()),
+                        root, layout, class_names, len(files), sorted(gathered[_WRITTEN].items()),
                         gathered[_QUARANTINED], gathered[_IGNORED], gathered[_DUPLICATE_GROUPS],
                         gathered[_NORMALIZED]), report_path))
             )
@@ -401,7 +411,8 @@ def _settings_from(custom_config_json: Optional[str]) -> Tuple[image_tree.Limits
 def _eval_and_total_buckets(output_config: example_gen_pb2.Output) -> Tuple[int, int]:
     buckets = {split.name: split.hash_buckets for split in output_config.split_config.splits}
     if set(buckets) != {image_tree.TRAIN_SPLIT, image_tree.EVAL_SPLIT}:
-        raise ValueError(f"ImageExampleGen writes the splits 'train' and 'eval'; output_config names {sorted(buckets)}.")
+        raise ValueError(
+            f"ImageExampleGen writes the splits 'train' and 'eval'; output_config names {sorted(buckets)}.")
     return buckets[image_tree.EVAL_SPLIT], sum(buckets.values())
 
 
