@@ -53,14 +53,7 @@ def time_image_dataset_from_directory(root: Path, image_size: int) -> float:
 
 
 def time_flow_from_directory(root: Path, image_size: int) -> float:
-    from tf_keras.preprocessing.image import ImageDataGenerator
-
-    started = time.perf_counter()
-    flow = ImageDataGenerator(rescale=1.0 / 255).flow_from_directory(
-        str(root), target_size=(image_size, image_size), batch_size=32, shuffle=False)
-    for index in range(len(flow)):
-        flow[index]
-    return time.perf_counter() - started
+    return common.seed_reading_pass(root, image_size)["seconds"]
 
 
 def scaled_tree(source: Path, scale: int) -> Path:
