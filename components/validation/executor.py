@@ -63,7 +63,8 @@ def _statistics_by_split(artifact: types.Artifact) -> Dict[str, statistics_pb2.D
 
 
 def _previous_span_statistics(current: types.Artifact, candidates: List[types.Artifact]) -> Optional[types.Artifact]:
-    """The newest statistics of an earlier span: a re-run of the same span is not drift."""
+    """The newest statistics of an earlier span: a re-run of the same span is not drift. The candidate comes
+    from PreviousSpanStatistics (components/spans), whose output has the current span when there is none."""
     earlier = [artifact for artifact in candidates
                if artifact.id != current.id and _span(artifact) < _span(current)]
     return max(earlier, key=lambda artifact: (_span(artifact), artifact.id), default=None)
