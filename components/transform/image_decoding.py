@@ -221,16 +221,18 @@ def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 
     Plain reverse/transpose, not tf.image.rot90 or flip_*: those add Assert ops, which are stateful, so TF
     would no longer prune the image branch from a signature that asks only for the label (transform_features)."""
-    transposed = tf.transpose(image, [1, 0, 2])
+    def transposed():  # Inside the branches: built outside, every upright image paid a full transpose.
+        return tf.transpose(image, [1, 0, 2])
+
     return tf.switch_case(orientation - 1, [
         lambda: image,
         lambda: tf.reverse(image, [1]),  # FLIP_LEFT_RIGHT
         lambda: tf.reverse(image, [0, 1]),  # ROTATE_180
         lambda: tf.reverse(image, [0]),  # FLIP_TOP_BOTTOM
-        lambda: transposed,  # TRANSPOSE
-        lambda: tf.reverse(transposed, [1]),  # ROTATE_270 (90 degrees clockwise)
-        lambda: tf.reverse(transposed, [0, 1]),  # TRANSVERSE
-        lambda: tf.reverse(transposed, [0]),  # ROTATE_90 (90 degrees counter-clockwise)
+        transposed,  # TRANSPOSE
+        lambda: tf.reverse(transposed(), [1]),  # ROTATE_270 (90 degrees clockwise)
+        lambda: tf.reverse(transposed(), [0, 1]),  # TRANSVERSE
+        lambda: tf.reverse(transposed(), [0]),  # ROTATE_90 (90 degrees counter-clockwise)
     ])
 
 
