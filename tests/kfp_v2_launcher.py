@@ -29,6 +29,8 @@ What it does, each step as the backend does it (kubeflow/pipelines, read at 7b70
   are what downstream tasks receive as inputs, with `name` the artifact's (here: sequential) MLMD id as in
   metadata/converter.go `toRuntimeArtifact`.
 - Tasks run in DAG order; a failed task stops the run, and the tasks after it do not run.
+- `kill`: for tests of a lost pod (OOM-killed, node gone), a task's process group is SIGKILLed once its log
+  shows a given line; the task then fails, as a pod's container that exits by a signal does.
 """
 import argparse
 import copy
@@ -37,6 +39,7 @@ import itertools
 import json
 import os
 import posixpath
+import signal
 import subprocess
 import sys
 import time
@@ -219,13 +222,14 @@ class _ArtifactIds:
 def run_pipeline_job(job: Mapping, scratch_dir: Path, parameters: Optional[Mapping[str, str]] = None,
                      env: Optional[Mapping[str, str]] = None, run_id: Optional[str] = None,
                      stop_before: Optional[str] = None, python_bin_dir: Optional[str] = None,
-                     task_timeout_s: float = 1800) -> RunResult:
+                     task_timeout_s: float = 1800, kill: Optional[Mapping[str, str]] = None) -> RunResult:
     """Executes every task of the compiled PipelineJob `job` as KFP OSS would (see the module docstring).
 
     `scratch_dir` holds what lives on a pod's own disk (/tmp, /gcs), and each task's log. `env` is added to
     this process's environment for the tasks. `python_bin_dir` goes first on PATH, so the tasks' `python`
     is this venv's, as the image's is in a pod. `stop_before` ends the run before that task (for tests that
-    then run it themselves)."""
+    then run it themselves). `kill` maps a task name to a log line: once the task logs it, its processes are
+    SIGKILLed, as a lost pod's are."""
     spec = job["pipelineSpec"]
     check_backend_accepts(spec)
     values = run_parameters(job, parameters or {})
@@ -252,23 +256,43 @@ def run_pipeline_job(job: Mapping, scratch_dir: Path, parameters: Optional[Mappi
             "outputs": {"artifacts": _output_artifacts(task_root, component), "outputFile": str(output_file)},
         }
         records[task_name] = _execute(task_name, container, executor_input, output_file, pod_root, process_env,
-                                      task_timeout_s)
+                                      task_timeout_s, (kill or {}).get(task_name))
         ids.assign(records[task_name].outputs)
     return RunResult(run_id=run_id, run_root=run_root, tasks=records)
 
 
 def _execute(task_name: str, container: Mapping, executor_input: Dict, output_file: Path, pod_root: Path,
-             env: Mapping[str, str], timeout_s: float) -> TaskRecord:
+             env: Mapping[str, str], timeout_s: float, kill_on_line: Optional[str] = None) -> TaskRecord:
     pod_root.mkdir(parents=True, exist_ok=True)
     log_path = pod_root / "log.txt"
     started = time.monotonic()
     with open(log_path, "w") as log:
-        completed = subprocess.run(compile_command(container, executor_input), stdout=log, stderr=subprocess.STDOUT,
-                                   env=dict(env), cwd=pod_root, timeout=timeout_s)
-    if completed.returncode != 0:
-        raise TaskFailed(task_name, completed.returncode, log_path)
+        # Its own process group, as a pod's processes are: a kill reaches every process of the task.
+        process = subprocess.Popen(compile_command(container, executor_input), stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(env), cwd=pod_root, start_new_session=True)
+    try:
+        returncode = _wait(process, log_path, started + timeout_s, kill_on_line)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if returncode != 0:
+        raise TaskFailed(task_name, returncode, log_path)
     outputs = _merge_executor_output(executor_input["outputs"]["artifacts"], output_file)
     return TaskRecord(task_name, executor_input, outputs, log_path, time.monotonic() - started)
+
+
+def _wait(process: subprocess.Popen, log_path: Path, deadline: float, kill_on_line: Optional[str]) -> int:
+    """The task's exit code; SIGKILLs its process group when the log shows `kill_on_line` or time is up."""
+    while process.poll() is None:
+        if kill_on_line and kill_on_line in log_path.read_text(errors="replace"):
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise subprocess.TimeoutExpired(process.args, timeout=0)
+        time.sleep(0.5)
+    return process.returncode
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
