@@ -2,6 +2,9 @@
 no TFX driver, KFP's output URI layout, the backend's refusals."""
 import json
 import re
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,23 @@ def test_on_object_storage_the_first_tasks_read_and_write_the_bucket(tmp_path, g
     assert report["root"] == f"{data}/span-2" and report["examples_written"] == 12
     names = [blob.name for blob in gcs_emulator.client().list_blobs(bucket, prefix=f"{prefix}/Split-train/")]
     assert names, "the train split was written into the bucket"
+
+
+def one_task_job(command: list, pipeline_root: str) -> dict:
+    """The smallest PipelineJob the stand-in runs: one container task with no inputs or outputs."""
+    return {"runtimeConfig": {"gcsOutputDirectory": pipeline_root},
+            "pipelineSpec": {"pipelineInfo": {"name": "p"},
+                             "root": {"dag": {"tasks": {"only": {"componentRef": {"name": "comp-only"}}}}},
+                             "components": {"comp-only": {"executorLabel": "exec-only"}},
+                             "deploymentSpec": {"executors": {"exec-only": {"container": {"command": command}}}}}}
+
+
+def test_a_task_killed_at_a_log_line_fails_by_the_signal_and_stops_the_run(tmp_path):
+    """What the end-to-end test uses to kill a Trainer midway, as a lost pod: its whole process group."""
+    script = "import subprocess, sys, time; subprocess.Popen(['sleep', '300']); print('ready', flush=True); time.sleep(300)"
+    job = one_task_job([sys.executable, "-c", script], str(tmp_path / "root"))
+    started = time.monotonic()
+    with pytest.raises(kfp_v2_launcher.TaskFailed) as failure:
+        kfp_v2_launcher.run_pipeline_job(job, tmp_path / "scratch", kill={"only": "ready"})
+    assert failure.value.returncode == -signal.SIGKILL and time.monotonic() - started < 60
+    assert "ready" in failure.value.log_path.read_text()
