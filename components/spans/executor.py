@@ -93,7 +93,7 @@ def record_of(examples: types.Artifact, statistics: types.Artifact, run_id: Opti
     fingerprint_key = example_gen_utils.FINGERPRINT_PROPERTY_NAME
     return history.SpanRecord(
         span=int(examples.span or 0),
-        version=examples.version if examples.version is not None else None,
+        version=examples.version,
         examples_uri=examples.uri,
         statistics_uri=statistics.uri,
         split_names=tuple(artifact_utils.decode_split_names(examples.split_names)),
