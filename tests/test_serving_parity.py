@@ -51,6 +51,19 @@ def _transparent_gif(pixels: np.ndarray, with_comment: bool) -> bytes:
     return data
 
 
+def _with_local_colour_table(gif: bytes) -> bytes:
+    """The GIF with its global colour table moved into the first image's local one (the table the decoder
+    must use, and the one the graph must make the transparent entry white in)."""
+    screen_packed = gif[10]
+    table_bytes = 3 * 2 ** ((screen_packed & 7) + 1)
+    table, rest = gif[13:13 + table_bytes], gif[13 + table_bytes:]
+    image = rest.index(b"\x2c")
+    assert rest[image - 8:image - 6] == b"\x21\xf9"  # Pillow writes only the control extension before it.
+    descriptor = rest[image:image + 9] + bytes([0x80 | (screen_packed & 7)])
+    return (gif[:10] + bytes([screen_packed & 0x7F]) + gif[11:13] + rest[:image] + descriptor + table
+            + rest[image + 10:])
+
+
 def _more_formats(seed: int = 51, width: int = 40, height: int = 24):
     """{name: (file, twin)} beyond JPEG: PNG with an eXIf orientation, transparent GIF."""
     pixels = corpus._photo(seed, width, height)
@@ -63,6 +76,7 @@ def _more_formats(seed: int = 51, width: int = 40, height: int = 24):
         "png with eXIf in a text chunk.png": _png_with_decoy_exif(png),
         "transparent.gif": _transparent_gif(pixels, with_comment=False),
         "transparent with comment.gif": _transparent_gif(pixels, with_comment=True),
+        "transparent with local colour table.gif": _with_local_colour_table(_transparent_gif(pixels, False)),
     })
     return {name: (data, corpus._save(corpus._upright_on_white(data), "PNG")) for name, data in files.items()}
 
