@@ -208,6 +208,11 @@ def main() -> None:
         f"images/s, seed {(images[4] - images[1]) / (s4['seconds'] - s['seconds']):.2f} images/s; marginal ratio "
         f"{(s4['seconds'] - s['seconds']) / (o4['seconds'] - o['seconds']):.2f}x; ours' fixed cost about "
         f"{o['seconds'] - images[1] * (o4['seconds'] - o['seconds']) / (images[4] - images[1]):.1f} s per run",
+        # CPU seconds of each reader's process (all its threads): less sensitive to other load than wall time.
+        f"CPU seconds: ours {o['cpu_seconds']:.1f} at 1x, {o4['cpu_seconds']:.1f} at 4x; seed {s['cpu_seconds']:.1f} "
+        f"at 1x, {s4['cpu_seconds']:.1f} at 4x; CPU per added photo (4x minus 1x): ours "
+        f"{1000 * (o4['cpu_seconds'] - o['cpu_seconds']) / (images[4] - images[1]):.0f} ms, seed "
+        f"{1000 * (s4['cpu_seconds'] - s['cpu_seconds']) / (images[4] - images[1]):.0f} ms",
         f"threads vs 1 thread: {results['ours_1_thread']['seconds'] / o['seconds']:.2f}x; "
         f"multi_processing vs 1 thread: "
         f"{results['ours_1_thread']['seconds'] / results['ours_multi_processing']['seconds']:.2f}x",

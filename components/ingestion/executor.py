@@ -15,10 +15,10 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
-import tensorflow as tf
 from google.protobuf import struct_pb2
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor, utils, write_split
