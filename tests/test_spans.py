@@ -210,3 +210,23 @@ def test_a_local_window_links_the_files_instead_of_copying_them(tmp_path):
     source = tmp_path / "ImageExampleGen/examples/1/Split-train/data_tfrecord-00000-of-00001.gz"
     linked = tmp_path / "SpanWindow/window_examples/1/Split-train/span-1-data_tfrecord-00000-of-00001.gz"
     assert window.uri and linked.stat().st_ino == source.stat().st_ino
+
+
+# The setting, from the command line to the component.
+
+def test_span_window_reaches_the_window_component_and_zero_is_refused(tmp_path):
+    from pipeline.cli import build_parser
+    from pipeline.config import PipelineConfig
+    from pipeline.pipeline import PREVIOUS_SPAN_STATISTICS_ID, SPAN_WINDOW_ID, create_components
+
+    args = build_parser().parse_args(["run", "--data", str(tmp_path), "--span-window", "2"])
+    config = PipelineConfig(pipeline_name="p", pipeline_root=str(tmp_path / "root"), data_root=str(tmp_path),
+                            serving_dir=str(tmp_path / "serving"), span_window=args.span_window)
+    by_id = {component.id: component for component in create_components(config)}
+    assert by_id[SPAN_WINDOW_ID].exec_properties[executor.SPAN_WINDOW_KEY] == 2
+    assert by_id["Transform"].inputs["examples"] is by_id[SPAN_WINDOW_ID].outputs[executor.WINDOW_EXAMPLES_KEY]
+    assert by_id["DataValidationGate"].inputs["previous_statistics"] is \
+        by_id[PREVIOUS_SPAN_STATISTICS_ID].outputs[executor.PREVIOUS_STATISTICS_KEY]
+    assert build_parser().parse_args(["run", "--data", "x"]).span_window is None  # Default: every span.
+    with pytest.raises(ValueError, match="span_window must be at least 1"):
+        PipelineConfig(pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", span_window=0)
