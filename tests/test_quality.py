@@ -71,13 +71,52 @@ def test_suspects_are_ranked_by_normalized_margin():
     assert issues.suggested.tolist() == [0, 1]
 
 
-def test_out_of_fold_heads_find_planted_flips_on_separable_features():
-    features, noisy = flip_typical_images(*blobs(), rows=[5, 40], wrong_labels=[1, 2])
+@pytest.mark.parametrize("per_class", [30, 60])  # Logistic regression only; and with shrunk LDA as a candidate.
+def test_out_of_fold_heads_find_planted_flips_on_separable_features(per_class):
+    second = per_class + 10  # An example of class 1.
+    features, noisy = flip_typical_images(*blobs(per_class=per_class), rows=[5, second], wrong_labels=[1, 2])
     probabilities = confident_learning.out_of_fold_probabilities(features, noisy, 3, folds=5, seed=0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
     issues = confident_learning.find_label_issues(probabilities, noisy)
-    assert sorted(issues.suspects.tolist()) == [5, 40]
-    assert dict(zip(issues.suspects.tolist(), issues.suggested.tolist())) == {5: 0, 40: 1}
+    assert sorted(issues.suspects.tolist()) == [5, second]
+    assert dict(zip(issues.suspects.tolist(), issues.suggested.tolist())) == {5: 0, second: 1}
+
+
+def test_a_probability_a_rounding_error_under_the_threshold_reaches_it():
+    # Saturated heads give many examples one probability; their mean can come out a rounding error above it.
+    common = 0.9777778311215164
+    probabilities = np.array([[common, 1 - common]] * 3 + [[common + 1e-12, 1 - common - 1e-12]]
+                             + [[0.1, 0.9]] * 3 + [[common, 1 - common]])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    assert confident_learning.per_class_thresholds(probabilities, labels)[0] > common
+    issues = confident_learning.find_label_issues(probabilities, labels)
+    assert issues.suspects.tolist() == [7] and issues.suggested.tolist() == [0]
+
+
+def test_the_head_under_which_the_given_labels_are_most_likely_is_chosen():
+    features, labels = blobs(per_class=60, seed=3)
+    chosen = confident_learning.held_out_predictions(features, labels, 3)
+    per_head = confident_learning.out_of_fold_log_probabilities(features, labels, 3)
+    assert set(per_head) == {"logistic_regression", "shrunk_lda"}
+    rows = np.arange(len(labels))
+    for log_probabilities in per_head.values():
+        calibrated = confident_learning.tempered(
+            log_probabilities, confident_learning.calibrate_temperature(log_probabilities, labels))
+        assert chosen.negative_log_likelihood <= -np.log(calibrated[rows, labels]).mean() + 1e-9
+    small_features, small_labels = blobs(per_class=12)
+    assert confident_learning.held_out_predictions(small_features, small_labels, 3).head == "logistic_regression"
+
+
+def test_temperature_undoes_overconfidence_on_the_given_labels():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4000, 3))
+    # Labels drawn from softmax(logits): those are the calibrated probabilities; a head 4x as sure is not.
+    cumulative = np.cumsum(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), axis=1)
+    labels = (rng.random((4000, 1)) > cumulative).sum(axis=1)
+    overconfident = 4 * logits - np.log(np.exp(4 * logits).sum(axis=1, keepdims=True))
+    temperature = confident_learning.calibrate_temperature(overconfident, labels)
+    assert temperature == pytest.approx(4, rel=0.1)
+    np.testing.assert_allclose(confident_learning.tempered(overconfident, temperature).sum(axis=1), 1.0)
 
 
 def test_folds_need_two_examples_of_every_class():

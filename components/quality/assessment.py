@@ -46,12 +46,13 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
     except ValueError as error:  # A class too small for K-fold: the other checks still run, and say so.
         folds, label_check = 0, f"skipped: {error}"
     if folds:
-        probabilities = confident_learning.out_of_fold_probabilities(features, class_ids, num_classes, folds,
-                                                                     settings.seed)
+        held_out = confident_learning.held_out_predictions(features, class_ids, num_classes, folds, settings.seed)
+        probabilities, head = held_out.probabilities, {"head": held_out.head,
+                                                       "temperature": round(held_out.temperature, 3)}
         issues = confident_learning.find_label_issues(probabilities, class_ids)
         label_check = "done"
     else:
-        probabilities = np.full((len(class_ids), num_classes), 1.0 / max(num_classes, 1))
+        probabilities, head = np.full((len(class_ids), num_classes), 1.0 / max(num_classes, 1)), None
         issues = confident_learning.find_label_issues(np.eye(num_classes)[class_ids], class_ids)
     suspects = [_example(table, int(index), given_class=table.labels[index],
                          suggested_class=class_names[int(suggested)], score=round(float(score), 4))
@@ -80,6 +81,7 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
         "label_check": label_check,
         "folds": folds,
         "out_of_fold_accuracy": round(float((probabilities.argmax(axis=1) == class_ids).mean()), 4) if folds else None,
+        "out_of_fold_head": head,  # Which head gave the probabilities, and its calibrating temperature.
         "suspect_labels": len(suspects),
         "estimated_label_noise": round(issues.noise_rate, 4),
         "estimated_label_noise_per_class": {name: round(float(rate), 4)
