@@ -171,6 +171,7 @@ def test_window_and_drift_baseline_over_three_validated_spans(tmp_path):
     _check_three_spans(str(tmp_path))
 
 
+@pytest.mark.slow  # About 30 s: each gfile call on gs:// is a request through the emulator's route.
 def test_window_and_drift_baseline_on_a_bucket(gcs_emulator):
     _check_three_spans(f"gs://{gcs_emulator.new_bucket()}/root")
 
