@@ -43,7 +43,8 @@ def test_conversion_freezes_the_function_without_saving_the_keras_model(tmp_path
 
     saved = []
     original_save = lite._save.save
-    monkeypatch.setattr(lite._save, "save", lambda *args, **kwargs: saved.append(args) or original_save(*args, **kwargs))
+    monkeypatch.setattr(lite._save, "save",
+                        lambda *args, **kwargs: saved.append(args) or original_save(*args, **kwargs))
     model = small_classifier(CLASSES, 60)
     images = np.stack([image.numpy() for image, _ in _examples(seed=32)])
     content = convert_to_tflite(model, 32, "float16")
