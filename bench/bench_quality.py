@@ -1,12 +1,18 @@
-"""Data-quality benchmark on the digits demo set: how well the stage finds known defects, and what it costs.
+"""Data-quality benchmark: how well the stage finds known defects, and what it costs.
 
-1. Labels: a known 5% of the images are moved into another class folder. The demo pipeline runs with the
-   stage and, on the same tree, without it (no cache, one after the other): suspect-label precision and recall
-   against the truth, file by file, and the wall time the stage adds.
-2. Leaks, separately: a tree in the train/eval layout (ingestion keeps that split) where a known 5% of the
-   images get a resized and recompressed JPEG copy in the other split. Ingestion, validation, Transform and
-   the stage run (not the training): the share of planted copies grouped with their original, and the share
-   of distinct images wrongly grouped with another.
+1. Labels, on the digits demo set: a known 5% of the images are moved into another class folder. The demo
+   pipeline runs without the stage and then with it (no cache, one after the other): suspect-label precision
+   and recall against the truth, file by file; the whole-run difference, the stage's seconds and the
+   Trainer's with and without (with the stage, its phase 1 trains on the stage's features).
+   Then other random 5% flips (3 seeds) on the stage's own features, through assessment.assess.
+2. A second tree, crops of scikit-image's sample photos (one photo per class) with a blank frame and a
+   screenshot-like picture planted: whether the stage lists those as outliers, and the same 3-seed flip sweep.
+3. Leaks, on the digits: a tree in the train/eval layout (ingestion keeps that split) where a known 5% of the
+   images get a resized and recompressed JPEG copy in the other split, and another 5% a copy cropped by 5-15%
+   per side: the share of planted copies grouped with their original (resized and cropped separately), and
+   the share of distinct images wrongly grouped with another. No training.
+
+Parts are printed and written to bench/results/quality.txt as they finish.
 
     python bench/bench_quality.py [--flip-percent 5] [--copy-percent 5]      (make bench)
 """
