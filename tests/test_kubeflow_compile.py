@@ -66,8 +66,9 @@ def test_task_graph_gates_the_push_on_the_evaluation(job):
     assert tasks["latest_pushed_model"].inputs.artifacts["candidate_model"].task_output_artifact.producer_task == \
         "Trainer"
     assert set(tasks["ExampleValidator"].dependent_tasks) == {"StatisticsGen", "ImportSchemaGen"}
-    # Nothing is analyzed before the gate passed; its drift baseline comes from the span history, no Resolver.
-    assert "DataValidationGate" in tasks["Transform"].dependent_tasks
+    # Nothing is analyzed before the gate passed (Transform reads the window SpanWindow records after the gate);
+    # the gate's drift baseline comes from the span history, no Resolver.
+    assert "SpanWindow" in tasks["Transform"].dependent_tasks
     assert set(tasks["DataValidationGate"].dependent_tasks) == {
         "StatisticsGen", "ImportSchemaGen", "ImageExampleGen", "ExampleValidator", "PreviousSpanStatistics"}
     assert tasks["DataValidationGate"].inputs.artifacts["previous_statistics"].task_output_artifact.producer_task == \
