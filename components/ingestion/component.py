@@ -6,26 +6,27 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components.ingestion import executor, image_tree
+from components.ingestion import executor, fingerprint, image_tree
 
 
 def input_pattern(span_folder: Optional[str]) -> str:
     if not span_folder:
-        return executor.IMAGE_FILES_PATTERN
+        return image_tree.IMAGE_FILES_PATTERN
     if "{SPAN}" not in span_folder or "/" in span_folder.strip("/") or "*" in span_folder:
         raise ValueError(f"span_folder must be one folder name containing {{SPAN}}, such as 'span-{{SPAN}}' or "
                          f"'{{SPAN}}', got {span_folder!r}.")
-    return f"{span_folder.strip('/')}/{executor.IMAGE_FILES_PATTERN}"
+    return f"{span_folder.strip('/')}/{image_tree.IMAGE_FILES_PATTERN}"
 
 
 class ImageExampleGen(FileBasedExampleGen):
     """Ingests `<input_base>/<class name>/**/<image>` into GZIP tf.Example splits 'train' and 'eval'.
 
-    It keeps FileBasedExampleGen's driver, so the input fingerprint (and, with a `{SPAN}` pattern,
-    the span) decides whether a cached result is reused, as for any TFX ExampleGen.
+    Its driver is FileBasedExampleGen's with a fingerprint of every file in the tree (fingerprint.py), so the
+    input fingerprint (and, with a `{SPAN}` pattern, the span) decides whether a cached result is reused.
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = fingerprint.ImageTreeDriver
 
     def __init__(self, input_base: str, eval_percent: int = 20,
                  max_pixels: int = image_tree.DEFAULT_MAX_PIXELS,

@@ -28,6 +28,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.ingestion import example_files, image_tree
+from components.ingestion.image_tree import tree_root
 from components.spans import resolution
 
 REPORT_FILE_NAME = "ingestion_report.json"
@@ -35,9 +36,6 @@ QUARANTINE_FILE_NAME = "quarantine.jsonl"
 LIMIT_KEYS = ("max_pixels", "max_bytes", "max_stored_side")
 READ_THREADS_KEY = "read_threads"  # 0: one per core of the worker.
 _QUARANTINED, _IGNORED, _DUPLICATE_GROUPS, _NORMALIZED = "quarantined", "ignored", "duplicate_groups", "normalized"
-# The input pattern names the files of the class folders, so the driver's fingerprint (which decides
-# whether a cached run is reused) changes when files are added, removed or rewritten in them.
-IMAGE_FILES_PATTERN = "*/*"
 # Files are read and checked by this many threads per Beam worker: Pillow releases the GIL while it decodes,
 # resizes and encodes (ImagingSectionEnter in its C decoders), and so do hashlib and file reads, so threads
 # use the cores without a process per worker (each of which would import TensorFlow). bench/bench_photos.py
@@ -49,15 +47,6 @@ DEFAULT_READ_THREADS = os.cpu_count() or 1
 _FILES_IN_FLIGHT_PER_THREAD = 2
 # Progress lines at most this often: visible on a long run, without flooding the log.
 PROGRESS_LOG_SECONDS = 15.0
-
-
-def tree_root(input_base: str, pattern: str) -> str:
-    """The folder holding the class folders: the input pattern names the class folders' files ("*/*").
-
-    After the FileBasedDriver has resolved a span, a pattern such as "span-3/*/*" roots the tree at span-3.
-    """
-    prefix = pattern[: -len(IMAGE_FILES_PATTERN)] if pattern.endswith(IMAGE_FILES_PATTERN) else pattern
-    return posixpath.join(input_base, prefix).rstrip("/")
 
 
 

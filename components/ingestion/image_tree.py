@@ -86,6 +86,20 @@ class CheckedImage:
     normalizations: Tuple[str, ...] = ()  # What ingestion changed, e.g. ("exif_orientation", "cmyk_to_rgb").
 
 
+# The split pattern of ImageExampleGen names the class folders' files; the input fingerprint walks the whole
+# tree beneath them (fingerprint.py).
+IMAGE_FILES_PATTERN = "*/*"
+
+
+def tree_root(input_base: str, pattern: str) -> str:
+    """The folder holding the class folders, which IMAGE_FILES_PATTERN's files are in.
+
+    After the FileBasedDriver has resolved a span, a pattern such as "span-3/*/*" roots the tree at span-3.
+    """
+    prefix = pattern[: -len(IMAGE_FILES_PATTERN)] if pattern.endswith(IMAGE_FILES_PATTERN) else pattern
+    return posixpath.join(input_base, prefix).rstrip("/")
+
+
 def is_hidden(name: str) -> bool:
     """Hidden files and folders (.DS_Store, .ipynb_checkpoints) are never data."""
     return name.startswith(".")

@@ -5,7 +5,8 @@ TFX resolves `{SPAN}` and fingerprints the input files in FileBasedExampleGen's 
 runs the `lifecycle.preCacheCheck` TFX compiles for it) the driver has done that before the executor
 starts. The open-source KFP v2 backend never runs lifecycle hooks (see tests/kfp_v2_launcher.py), so
 there the executor receives the raw pattern `span-{SPAN}/*/*` and no fingerprint; this module does what
-the driver does, with the same TFX input processor, so both cases reach the executor alike.
+the driver does, with the same input processor (ImageExampleGen's, components/ingestion/fingerprint.py), so
+both cases reach the executor alike.
 """
 import logging
 from typing import Any, Dict, Optional
@@ -15,6 +16,8 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact
 from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
+
+from components.ingestion import fingerprint
 
 
 
@@ -34,7 +37,7 @@ def resolve_like_the_driver(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     if exec_properties.get(specs.RANGE_CONFIG_KEY):
         range_config = proto_utils.json_to_proto(exec_properties[specs.RANGE_CONFIG_KEY],
                                                  range_config_pb2.RangeConfig())
-    processor = input_processor.FileBasedInputProcessor(
+    processor = fingerprint.ImageTreeInputProcessor(
         input_base_uri=exec_properties[specs.INPUT_BASE_KEY], splits=input_config.splits, range_config=range_config)
     span, version = processor.resolve_span_and_version()
     for split in input_config.splits:
