@@ -11,7 +11,7 @@ from pipeline.config import PipelineConfig
 from pipeline.local_runner import LOCAL_BEAM_ARGS, WorkdirLayout, metadata_config
 from pipeline.pipeline import create_pipeline
 from tests.conftest import COLORS, encode, noisy_color, write_color_tree
-from tests.test_span_window_pipeline import run_up_to_the_window
+from tests.test_span_window_pipeline import run_up_to_the_window, write_span
 from tests.test_validation_gate import SCHEMA_DIR
 
 
@@ -60,14 +60,6 @@ def test_unknown_label_and_missing_feature_stop_the_run_before_transform(tmp_pat
     assert "SpanWindow" not in states and "Transform" not in states and "Trainer" not in states
 
 
-def _write_span(root, counts, seed):
-    rng = np.random.default_rng(seed)
-    for name, count in counts.items():
-        (root / name).mkdir(parents=True)
-        for index in range(count):
-            (root / name / f"{index}.png").write_bytes(encode(noisy_color(COLORS[name], rng), "PNG"))
-
-
 @pytest.mark.slow
 def test_label_drift_between_spans_is_named_by_the_gate(tmp_path):
     # The first span passes the gate and is recorded in the span history (only the nodes up to the span
@@ -78,10 +70,10 @@ def test_label_drift_between_spans_is_named_by_the_gate(tmp_path):
         serving_dir=layout.serving_dir, beam_pipeline_args=LOCAL_BEAM_ARGS,
         span_folder="span-{SPAN}", validation=gate.GateSettings(min_examples_per_class=3))
     names = list(COLORS)
-    _write_span(tmp_path / "images" / "span-1", dict.fromkeys(names, 12), seed=1)
+    write_span(tmp_path / "images" / "span-1", dict.fromkeys(names, 12), seed=1)
     run_up_to_the_window(config, layout)
 
-    _write_span(tmp_path / "images" / "span-2", {names[0]: 36, names[1]: 6, names[2]: 6}, seed=2)
+    write_span(tmp_path / "images" / "span-2", {names[0]: 36, names[1]: 6, names[2]: 6}, seed=2)
     with pytest.raises(Exception) as second:
         run_up_to_the_window(config, layout)
     message = str(second.value)
