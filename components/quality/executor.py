@@ -51,7 +51,7 @@ class Executor(base_executor.BaseExecutor):
         class_names = read_class_names(tft_output)
         features = examples_io.featurize_examples(read.files, splits, tft_output, config, len(class_names))
         clock.lap("featurize")  # Building the base (weights loaded) and its forward pass over every example.
-        result = assessment.assess(features, read.signatures, read.table, settings)
+        result = assessment.assess(features, read.signatures, read.table, settings, read.statistics)
         clock.lap("assess")
 
         quality = artifact_utils.get_single_instance(output_dict[QUALITY_KEY])

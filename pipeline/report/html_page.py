@@ -248,8 +248,10 @@ def data_quality(data: Mapping) -> str:
                                    + (" · <b>dropped from eval</b>" if m["source_uri"] in dropped else ""),
                                 m["source_uri"] in dropped) for m in group["members"]) + "</div>")
     if section.get("outliers"):
-        body += "<h3>Outliers (far from every class)</h3><div class='thumbs'>" + "".join(
-            _thumbnail(o, f"{_e(o['given_class'])}, nearest {_e(o['nearest_class'])} (z {_number(o['score'], 1)})")
+        body += ("<h3>Outliers (unlike the rest of the data: blank, far in features, atypical pixels)</h3>"
+                 "<div class='thumbs'>") + "".join(
+            _thumbnail(o, f"{_e(o['given_class'])}, nearest {_e(o['nearest_class'])} (z {_number(o['score'], 1)})"
+                          + (f" · {_e(', '.join(o['reasons']))}" if o.get("reasons") else ""))
             for o in section["outliers"]) + "</div>"
     files = section.get("files", {})
     body += "<p class='muted'>Files: " + ", ".join(f"<span class='path'>{_e(path)}</span>"

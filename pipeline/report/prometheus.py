@@ -68,7 +68,8 @@ def _add_quality(registry: CollectorRegistry, pipeline: str, data: Mapping) -> N
               ("imagepipe_near_duplicate_groups", "Groups of near-duplicate images", "near_duplicate_groups"),
               ("imagepipe_near_duplicate_leaks", "Near-duplicate groups straddling train and eval",
                "near_duplicate_leaks"),
-              ("imagepipe_outliers", "Images far from every class in feature space", "outliers"),
+              ("imagepipe_outliers", "Images unlike the rest of the data (blank, far in features, atypical pixels)",
+               "outliers"),
               ("imagepipe_estimated_label_noise", "Estimated share of mislabeled examples", "estimated_label_noise"))
     for name, documentation, key in counts:
         _gauge(registry, name, documentation).labels(pipeline).set(summary[key])

@@ -91,7 +91,8 @@ def format_findings(found: Dict, limit: int) -> str:
             f"{m['split']} {m['label']} {m['source_uri']}" for m in group["members"])
             + (f" [dropped from eval: {', '.join(group['dropped'])}]" if group.get("dropped") else ""))
     for outlier in found["outliers"][:limit]:
-        lines.append(f"Outlier (z {outlier['score']}, nearest class {outlier['nearest_class']}): "
+        reasons = f" [{', '.join(outlier['reasons'])}]" if outlier.get("reasons") else ""
+        lines.append(f"Outlier (z {outlier['score']}, nearest class {outlier['nearest_class']}){reasons}: "
                      f"{outlier['split']} {outlier['given_class']} {outlier['source_uri']}")
     return "\n".join(lines)
 
