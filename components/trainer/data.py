@@ -51,7 +51,11 @@ def decoded_examples(patterns: List[str], tft_output: tft.TFTransformOutput, con
     """Unbatched (image, one-hot label) pairs in file order, decoded by the Transform graph.
 
     Parsing and decoding run batched in parallel map calls (AUTOTUNE); the result is cached in memory
-    when it fits, so only the first pass pays for decoding.
+    when it fits, so only the first pass pays for decoding. `num_examples` (the records counted before) is
+    asserted as the cardinality: after `unbatch` tf.data cannot tell it, and then Keras' fit synchronizes
+    after every step to catch the end of an epoch (tf_keras/src/engine/data_adapter.py, `should_sync`) and
+    the phase-2 cache's size check had to count the examples with a decoding pass of its own. A record count
+    that no longer holds fails with tf.data's "expected to contain N elements" error.
     """
     raw_spec = tft_output.raw_feature_spec()
     spec = {key: raw_spec[key] for key in (features.IMAGE_KEY, features.LABEL_KEY)}
@@ -65,6 +69,7 @@ def decoded_examples(patterns: List[str], tft_output: tft.TFTransformOutput, con
     dataset = tf.data.TFRecordDataset(example_files(patterns), compression_type="GZIP",
                                       num_parallel_reads=tf.data.AUTOTUNE)
     dataset = dataset.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
     if num_examples * config.image_size ** 2 * 3 * 4 <= CACHE_BUDGET_BYTES:
         dataset = dataset.cache()
     return dataset
