@@ -1,11 +1,13 @@
 """The Trainer's run_fn: a thin adapter from TFX's FnArgs to the plain training functions."""
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import posixpath
-from typing import List, Optional
+import time
+from typing import Dict, Iterator, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -16,6 +18,9 @@ from components.trainer import model as model_lib
 from components.trainer.hparams import TrainingConfig
 
 TRAINING_CONFIG_KEY = "training"
+# Beside history.json in model_run: the wall seconds of each step of run_fn (bench/bench_e2e.py prints them).
+# A file of its own: the run report reads every key of history.json as a training phase.
+STEP_SECONDS_FILE = "trainer_steps.json"
 # custom_config key of the folder that holds the checkpoints of every run of the pipeline (see checkpoint_root).
 CHECKPOINT_ROOT_KEY = "checkpoint_root"
 
@@ -75,6 +80,21 @@ def _stage_features(fn_args: tfx.components.FnArgs, config: TrainingConfig, clas
     return found if found["train"] is not None and (found["eval"] is not None or not num_eval) else None
 
 
+class StepTimes:
+    """Wall seconds of each step of run_fn, logged as each ends (INFO, shown with -v) and kept for history.json:
+    what the Trainer spends besides its two phases is measured, not guessed."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[step] = round(time.perf_counter() - started, 2)
+        logging.info("Trainer step %r took %.1f s", step, self.seconds[step])
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # First, before TensorFlow runs any op: MultiWorkerMirroredStrategy configures collective ops, which TF
     # allows only at program start (a later creation raises "Collective ops must be configured at program
@@ -82,11 +102,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy = training.choose_strategy()
     config = TrainingConfig.from_json_dict(fn_args.custom_config[TRAINING_CONFIG_KEY])
     training.set_precision(config)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    class_names = serving.read_class_names(tft_output)
-    # One pass over the records counts them and digests them (the checkpoint folder's key).
-    (num_train, train_digest), (num_eval, eval_digest) = (data.count_and_digest(fn_args.train_files),
-                                                          data.count_and_digest(fn_args.eval_files))
+    timed = StepTimes()
+    with timed("read inputs"):
+        tft_output = tft.TFTransformOutput(fn_args.transform_output)
+        class_names = serving.read_class_names(tft_output)
+        # One pass over the records counts them and digests them (the checkpoint folder's key).
+        (num_train, train_digest), (num_eval, eval_digest) = (data.count_and_digest(fn_args.train_files),
+                                                              data.count_and_digest(fn_args.eval_files))
     logging.info("Training on %d examples (%d for eval) of %d classes: %s", num_train, num_eval,
                  len(class_names), class_names)
 
@@ -104,24 +126,33 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logging.info("Distribution: %s with %d replica(s); checkpoints in %s", type(strategy).__name__,
                  strategy.num_replicas_in_sync, checkpoint_dir)
     with strategy.scope():
-        classifier = model_lib.build_model(len(class_names), config)
-        history = training.train_two_phases(classifier, train_examples, eval_examples if num_eval else None,
-                                            phase_data, config, log_dir=fn_args.model_run_dir,
-                                            checkpoint_dir=checkpoint_dir,
-                                            precomputed_features=_stage_features(fn_args, config, class_names,
-                                                                                 num_train, num_eval))
+        with timed("model build (weights loaded)"):
+            classifier = model_lib.build_model(len(class_names), config)
+        with timed("data-quality features read"):
+            precomputed = _stage_features(fn_args, config, class_names, num_train, num_eval)
+        with timed("training (both phases)"):
+            history = training.train_two_phases(classifier, train_examples, eval_examples if num_eval else None,
+                                                phase_data, config, log_dir=fn_args.model_run_dir,
+                                                checkpoint_dir=checkpoint_dir, precomputed_features=precomputed)
 
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as handle:
         json.dump(history, handle, indent=2)
-    serving.export_serving_model(
-        classifier.model, tft_output, class_names, fn_args.serving_model_dir, config.top_k,
-        warmup_images=serving.sample_image_bytes(fn_args.eval_files or fn_args.train_files, serving.WARMUP_IMAGES),
-        model_info={"training": config.to_json_dict(), "examples": {"train": num_train, "eval": num_eval}})
+    with timed("warm-up requests sampled"):
+        warmup_images = serving.sample_image_bytes(fn_args.eval_files or fn_args.train_files, serving.WARMUP_IMAGES)
+    with timed("SavedModel export"):
+        serving.export_serving_model(
+            classifier.model, tft_output, class_names, fn_args.serving_model_dir, config.top_k,
+            warmup_images=warmup_images,
+            model_info={"training": config.to_json_dict(), "examples": {"train": num_train, "eval": num_eval}})
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
     if num_eval and config.export_tflite:  # TFLite beside the SavedModel, with both accuracies on the eval split (the Pusher gates it).
-        serving.export_tflite(classifier.model, config.image_size, fn_args.serving_model_dir, eval_examples,
-                              representative_examples=train_examples)
+        with timed("TFLite conversion and scoring"):
+            serving.export_tflite(classifier.model, config.image_size, fn_args.serving_model_dir, eval_examples,
+                                  representative_examples=train_examples)
     # Training is complete: a later run with the same inputs must start fresh, not resume.
     if training.is_chief(strategy) and tf.io.gfile.exists(checkpoint_dir):
         tf.io.gfile.rmtree(checkpoint_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, STEP_SECONDS_FILE), "w") as handle:
+        json.dump(timed.seconds, handle, indent=2)
+    logging.info("Trainer steps (seconds): %s", timed.seconds)
