@@ -251,6 +251,22 @@ def test_corpus_counts_balance_and_name_each_reason(ingested_corpus):
         (relative, e.reason) for relative, e in expected.items() if e.outcome == corpus.QUARANTINED)
 
 
+def test_files_in_many_small_batches_keep_their_fate_and_the_balance(tmp_path, monkeypatch):
+    # Batches of 2 cut across class folders and mix candidates, quarantined and ignored files.
+    monkeypatch.setattr(ingestion_executor, "FILES_PER_ELEMENT", 2)
+    root = tmp_path / "images"
+    expected = corpus.write_corpus(root)
+    artifact = _run_executor(root, tmp_path / "examples", eval_percent=50)
+    report = json.loads((tmp_path / "examples" / ingestion_executor.REPORT_FILE_NAME).read_text())
+    assert _outcomes(report, _examples_by_uri(tmp_path / "examples"), root) == _expected_outcomes(expected)
+    assert artifact.get_int_custom_property("files_read") == len(expected)
+
+
+def test_batches_are_consecutive_and_bounded():
+    assert ingestion_executor.batches(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    assert ingestion_executor.batches([], 2) == []
+
+
 def test_corpus_examples_are_8_bit_rgb_or_gray_with_their_metadata(ingested_corpus):
     root, expected, output_dir, _, _ = ingested_corpus
     for uri, (_, example) in _examples_by_uri(output_dir).items():
