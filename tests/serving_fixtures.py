@@ -24,11 +24,14 @@ feature { name: "source_uri" type: BYTES presence { min_fraction: 1.0 min_count:
 @pytest.fixture(scope="session")
 def serving_transform_output_dir(tmp_path_factory) -> str:
     """preprocessing_fn analyzed by tf.Transform on Beam at 32x32; ids by frequency: red apple 0, grün 1, blue sky 2."""
+    return analyze_color_examples(serving_schema(), str(tmp_path_factory.mktemp("serving_transform_output")))
+
+
+def serving_schema():
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    schema = text_format.Parse(_SCHEMA, schema_pb2.Schema())
-    return analyze_color_examples(schema, str(tmp_path_factory.mktemp("serving_transform_output")))
+    return text_format.Parse(_SCHEMA, schema_pb2.Schema())
 
 
 def labelled_images(per_class, seed):

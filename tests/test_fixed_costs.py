@@ -5,7 +5,11 @@
 - Without a stated model type TFMA's get_model_type loaded the whole SavedModel with Keras to detect whether it
   is a Keras model, and then loaded it again as one (tensorflow_model_analysis/utils/model_util.py): 20-26 s
   per model under load for a small MobileNetV2, where the signatures are all the gate calls.
+- tf.Transform in TF2 mode traced preprocessing_fn about ten times per run, and wrote an analyzer cache that no
+  later run reads: Transform runs in TF1 mode without the cache, so its graph is a TF1 SavedModel, which must
+  transform and serve exactly as the TF2 one did.
 """
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -15,7 +19,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 from components import features
 from components.evaluation.eval_config import build_eval_config
 from components.trainer.serving import export_serving_model, read_class_names, tf_example
+from components.transform import preprocessing
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_components
+from tests.conftest import analyze_color_examples
 from tests.serving_fixtures import labelled_images, serving_transform_output_dir, small_classifier  # noqa: F401
+from tests.serving_fixtures import serving_schema
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +67,43 @@ def test_tfma_loads_the_exported_model_by_its_signatures_without_keras(exported,
     image, _ = labelled_images(1, seed=3)[0]
     outputs = model.signatures[features.TF_EXAMPLE_SIGNATURE](tf.constant([tf_example(image)]))
     assert outputs[features.PROBABILITIES_KEY].shape == (1, len(class_names))
+
+
+def test_the_pipelines_transform_traces_a_tf1_graph_and_writes_no_analyzer_cache(tmp_path):
+    config = PipelineConfig(pipeline_name="p", pipeline_root=str(tmp_path / "root"), data_root=str(tmp_path),
+                            serving_dir=str(tmp_path / "serving"))
+    transform = {component.id: component for component in create_components(config)}["Transform"]
+
+    assert transform.exec_properties["force_tf_compat_v1"] == int(preprocessing.FORCE_TF_COMPAT_V1) == 1
+    assert "updated_analyzer_cache" not in transform.outputs
+
+
+def _served(export_dir, images):
+    served = tf.saved_model.load(export_dir).signatures[features.SERVING_SIGNATURE]
+    return served(**{features.IMAGE_KEY: tf.constant(images)})
+
+
+def test_a_tf1_transform_graph_transforms_and_serves_as_the_tf2_graph(tmp_path):
+    outputs = {}
+    for mode, compat_v1 in (("tf1", True), ("tf2", False)):
+        graph_dir = analyze_color_examples(serving_schema(), str(tmp_path / mode), force_tf_compat_v1=compat_v1)
+        tft_output = tft.TFTransformOutput(graph_dir)
+        class_names = read_class_names(tft_output)
+        examples = labelled_images(2, seed=7)
+        # As the Trainer and DataQuality apply it (transform_raw_features cannot run a TF1 graph eagerly).
+        transformed = tft_output.transform_features_layer()(
+            {features.IMAGE_KEY: tf.constant([[image] for image, _ in examples]),
+             features.LABEL_KEY: tf.constant([[name.encode()] for _, name in examples])})
+        tf.random.set_seed(0)
+        export_dir = str(tmp_path / f"model_{mode}")
+        export_serving_model(small_classifier(class_names, 3), tft_output, class_names, export_dir, top_k=2)
+        outputs[mode] = (class_names, transformed, _served(export_dir, [image for image, _ in examples]))
+
+    (v1_names, v1_transformed, v1_served), (v2_names, v2_transformed, v2_served) = outputs["tf1"], outputs["tf2"]
+    assert v1_names == v2_names
+    for key in (features.TRANSFORMED_IMAGE_KEY, features.TRANSFORMED_LABEL_KEY):
+        np.testing.assert_array_equal(v1_transformed[key].numpy(), v2_transformed[key].numpy())
+    np.testing.assert_allclose(v1_served[features.PROBABILITIES_KEY].numpy(),
+                               v2_served[features.PROBABILITIES_KEY].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(v1_served[features.TOP_K_NAMES_KEY].numpy(),
+                                  v2_served[features.TOP_K_NAMES_KEY].numpy())

@@ -12,6 +12,15 @@ from components import features
 from components.transform import image_decoding
 
 DEFAULT_IMAGE_SIZE = 224
+# tf.Transform traces preprocessing_fn as a TF1 graph instead of as tf.functions: in TF2 mode it traced the
+# function about ten times per run (tensorflow_transform/impl_helper.py trace_preprocessing_function, then
+# saved/saved_transform_io_v2.py trace_and_update_module), and tracing the decoding graph's conds and while loops
+# was over half of Transform's time (cProfile); TF1 mode traces less and saves a plain graph. With the unused
+# analyzer cache also off, Transform's CPU time halved (interleaved runs, README Benchmarks). Every consumer
+# loads the graph through TFTransformOutput, which restores a TF1 graph too (tensorflow_transform/saved/
+# saved_transform_io_v2.py, _restore_from_v1_saved_model).
+# The pipeline's Transform and the tests' graphs (tests/conftest.py) use this one setting.
+FORCE_TF_COMPAT_V1 = True
 
 
 def decode_and_scale(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
