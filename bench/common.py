@@ -90,7 +90,7 @@ def analyze_transform(examples_dir: Path, output_dir: Path, image_size: int) -> 
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
     from tfx.utils import io_utils
 
-    from components.transform.preprocessing import preprocessing_fn
+    from components.transform.preprocessing import FORCE_TF_COMPAT_V1, preprocessing_fn
 
     schema = io_utils.parse_pbtxt_file(str(BENCH_DIR.parent / "schemas" / "schema.pbtxt"), schema_pb2.Schema())
     metadata = dataset_metadata.DatasetMetadata(schema)
@@ -102,7 +102,7 @@ def analyze_transform(examples_dir: Path, output_dir: Path, image_size: int) -> 
         return {key: value.numpy() for key, value in parsed.items()}
 
     with beam.Pipeline(argv=["--runner=FnApiRunner"]) as pipeline, \
-            tft_beam.Context(temp_dir=str(output_dir / "tmp")):
+            tft_beam.Context(temp_dir=str(output_dir / "tmp"), force_tf_compat_v1=FORCE_TF_COMPAT_V1):
         raw = (pipeline
                | beam.io.ReadFromTFRecord(str(examples_dir / "Split-train" / "*"), compression_type="gzip")
                | beam.Map(parse))
