@@ -33,7 +33,7 @@ K_NEIGHBOURS = 5
 _STATISTICS_SIDE = 64
 _LUMA_BINS = 8
 # Edges of the histogram of absolute neighbour differences of luma (in [0, 1]): flat, noise, texture, edges.
-_GRADIENT_EDGES = (0.0, 0.002, 0.01, 0.03, 0.1, 0.3, 1.01)
+_GRADIENT_EDGES = np.array([0.0, 0.002, 0.01, 0.03, 0.1, 0.3, 1.01], dtype=np.float32)
 # The MAD of a normal distribution is 0.6745 sigma: this makes the robust z-score comparable to a z-score.
 _MAD_TO_SIGMA = 1.4826
 # Floors that keep scores finite when every image sits at one point (or every neighbour distance is equal).
@@ -63,8 +63,11 @@ def image_statistics(image_bytes: bytes) -> np.ndarray:
     luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L".
     gradients = np.concatenate([np.abs(np.diff(luma, axis=1)).ravel(), np.abs(np.diff(luma, axis=0)).ravel()])
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
-    return np.concatenate([np.histogram(luma, bins=_LUMA_BINS, range=(0.0, 1.0))[0] / luma.size,
-                           np.histogram(gradients, bins=_GRADIENT_EDGES)[0] / gradients.size,
+    # Histograms by bin index and bincount: np.histogram sorts its input, 5 times slower here.
+    luma_bins = np.minimum((luma * _LUMA_BINS).astype(np.int64), _LUMA_BINS - 1).ravel()
+    gradient_bins = np.searchsorted(_GRADIENT_EDGES, gradients, side="right") - 1
+    return np.concatenate([np.bincount(luma_bins, minlength=_LUMA_BINS) / luma.size,
+                           np.bincount(gradient_bins, minlength=len(_GRADIENT_EDGES) - 1) / gradients.size,
                            [255.0 * luma.std(), saturation.mean(), saturation.std()]]).astype(np.float32)
 
 
