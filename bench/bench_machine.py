@@ -6,8 +6,10 @@ Two steps are measured: the image path (the whole model on images) and the cache
 unfreeze boundary on cached activations, what phase 2 runs by default). Each step is broken down by timing
 its parts as separate traced functions, interleaved in turns (best of each): forward (with the loss),
 backward (forward+gradients minus forward), optimizer (the whole step minus forward+gradients), host
-overhead (Keras fit's time per step on the same in-memory batch minus the bare step) and input (producing
-one batch through tf.data alone; prefetch overlaps it with the step).
+overhead (Keras fit's time per step on the same in-memory batch minus the bare step; the per-step slope of two
+fit lengths, so that fit's cost per call is not spread over a few steps) and input (producing one batch through
+tf.data alone; prefetch overlaps it with the step). Process CPU seconds per step of the bare step and of fit's
+step tell Keras' host work (CPU) from cores left idle (wall only).
 
     python bench/bench_machine.py [--image-size 160] [--batch-size 32]     (part of make bench)
 """
@@ -88,14 +90,29 @@ class StepParts:
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         return loss
 
-    def fit_seconds_per_step(self, x, y, steps: int) -> float:
-        """Keras fit on one in-memory batch repeated: the bare step plus Keras' per-step host work."""
+    def fit_per_step(self, x, y, steps: int) -> dict:
+        """Keras fit on one in-memory batch repeated, at `steps` and 3 x `steps` steps per call: the slope is the
+        time of a step inside fit (the bare step plus Keras' per-step host work), the rest fit's cost per call
+        (set-up, iterator, callbacks), which one fit per training phase pays once. Wall and process CPU seconds:
+        CPU time tells host work from cores left idle, and is less moved by other processes' load."""
         model_lib.compile_for_phase(self.model, 1e-5)
         dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
         self.model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # Traces Keras' train_function.
-        started = time.perf_counter()
-        self.model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        return (time.perf_counter() - started) / steps
+        timings = {}
+        for count in (steps, 3 * steps):
+            timings[count] = _wall_and_cpu(lambda: self.model.fit(dataset, steps_per_epoch=count, epochs=1,
+                                                                  verbose=0))
+        (short_wall, short_cpu), (long_wall, long_cpu) = timings[steps], timings[3 * steps]
+        return {"fit": (long_wall - short_wall) / (2 * steps), "fit_cpu": (long_cpu - short_cpu) / (2 * steps),
+                "fit_call": max(short_wall - steps * (long_wall - short_wall) / (2 * steps), 0.0)}
+
+    def step_cpu_seconds(self, x, y, steps: int) -> float:
+        """Process CPU seconds of one bare step, `steps` dispatched back to back as fit dispatches them."""
+        def run():
+            for _ in range(steps):
+                loss = self.step(x, y)
+            loss.numpy()
+        return _wall_and_cpu(run)[1] / steps
 
     def breakdown(self, x, y, steps: int, rounds: int = 3) -> dict:
         for function in (self.forward, self.gradients, self.step):
@@ -105,8 +122,15 @@ class StepParts:
             times["forward"] = min(times["forward"], best_seconds(self.forward, x, y, repeats=steps))
             times["gradients"] = min(times["gradients"], best_seconds(self.gradients, x, y, repeats=steps))
             times["step"] = min(times["step"], best_seconds(self.step, x, y, repeats=steps))
-        times["fit"] = self.fit_seconds_per_step(x, y, steps)
+        times.update(self.fit_per_step(x, y, steps))
+        times["step_cpu"] = self.step_cpu_seconds(x, y, steps)
         return times
+
+
+def _wall_and_cpu(function) -> tuple:
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def input_seconds_per_batch(x, y, batches: int = 50) -> float:
@@ -131,7 +155,9 @@ def breakdown_line(name: str, times: dict, input_seconds: float) -> str:
     }
     return (f"{name} step breakdown (ms per step, batch timed alone): "
             + ", ".join(f"{part} {1000 * seconds:.1f}" for part, seconds in parts.items())
-            + f"; Keras fit {1000 * times['fit']:.1f} ms/step")
+            + f"; Keras fit {1000 * times['fit']:.1f} ms/step (slope of two fit lengths; fit's cost per call "
+            f"{1000 * times['fit_call']:.0f} ms apart); CPU ms per step: bare step {1000 * times['step_cpu']:.1f}, "
+            f"inside fit {1000 * times['fit_cpu']:.1f}")
 
 
 def main() -> None:
