@@ -178,9 +178,11 @@ def main() -> None:
         return run_child(["--child", "seed", "--tree", str(trees[scale]), *common_args])
 
     # One turn, interleaved: a load change on a shared machine hits every reader.
+    load_before = os.getloadavg()[0]
     results = {"ours": ours(1), "seed": seed(1), "ours_1_thread": ours(1, "--threads", "1"),
                "ours_multi_processing": ours(1, "--threads", "1", "--multi-processing"),
                "ours_4x": ours(4), "seed_4x": seed(4)}
+    load_after = os.getloadavg()[0]
     for name, result in results.items():
         scale = 4 if name.endswith("4x") else 1
         if "files_read" in result and result["files_read"] != image_count(trees[scale]):
@@ -216,6 +218,13 @@ def main() -> None:
         f"threads vs 1 thread: {results['ours_1_thread']['seconds'] / o['seconds']:.2f}x; "
         f"multi_processing vs 1 thread: "
         f"{results['ours_1_thread']['seconds'] / results['ours_multi_processing']['seconds']:.2f}x",
+        # CPU seconds over wall seconds: how many cores a reader kept busy. Above 1 only if the threads run
+        # outside the GIL and the machine has a second core to give; the load average says whether it had.
+        f"cores used (CPU s / wall s) at 1x: ours {o['cpu_seconds'] / o['seconds']:.2f}, 1 thread "
+        f"{results['ours_1_thread']['cpu_seconds'] / results['ours_1_thread']['seconds']:.2f}, seed "
+        f"{s['cpu_seconds'] / s['seconds']:.2f}; at 4x: ours {o4['cpu_seconds'] / o4['seconds']:.2f}, seed "
+        f"{s4['cpu_seconds'] / s4['seconds']:.2f}; load average (1 min) {load_before:.1f} before the turn, "
+        f"{load_after:.1f} after, on {os.cpu_count()} cores",
         f"stored vs input bytes: {o['stored_bytes'] / input_bytes[1]:.3f}x at 1x "
         f"({o['stored_bytes'] / 1e6:.1f} MB), {o4['stored_bytes'] / input_bytes[4]:.3f}x at 4x",
         f"peak RSS ours: {o['peak_rss_mb']:.0f} MB at 1x, {o4['peak_rss_mb']:.0f} MB at 4x "
