@@ -78,12 +78,17 @@ def _largest_components(summary: dict, count: int = 4) -> str:
 
 
 def _trainer_breakdown(summary: dict) -> str:
-    """Phase times from the Trainer's history.json and the TFLite conversion time, read from its outputs."""
+    """Phase times from the Trainer's history.json, each step of its run_fn and the TFLite conversion time, read
+    from its outputs."""
+    from components.trainer.run import STEP_SECONDS_FILE  # Here: it imports TFX and tf.Transform.
+
     trainer_dir = Path(summary["model"]).parent.parent  # <pipeline root>/Trainer/model/<execution id>
     parts = []
     for history_file in trainer_dir.glob("model_run/*/history.json"):
         history = json.loads(history_file.read_text())
         parts += [f"{phase} {values['seconds']:.1f} s" for phase, values in history.items() if "seconds" in values]
+    for steps_file in trainer_dir.glob(f"model_run/*/{STEP_SECONDS_FILE}"):  # Each step of run_fn.
+        parts += [f"{step} {seconds:.1f} s" for step, seconds in json.loads(steps_file.read_text()).items()]
     for evaluation_file in Path(summary["model"]).glob("*/tflite/tflite_evaluation.json"):
         for quantization, values in json.loads(evaluation_file.read_text())["tflite"].items():
             parts.append(f"TFLite {quantization} conversion {values['conversion_seconds']:.1f} s")
