@@ -19,7 +19,7 @@ GROUP = {"group": 0, "kinds": ["leak", "redundant"], "dropped": ["/data/dog/copy
     {"index": 9, "source_uri": "/data/dog/copy.jpg", "split": "eval", "label": "dog", "sha256": "b" * 64,
      "feature_similarity": 0.995, "perceptual_similarity": 0.999, "thumbnail": "thumbnails/9.png"}]}
 OUTLIER = {"index": 11, "source_uri": "/data/dog/screenshot.png", "split": "eval", "given_class": "dog",
-           "nearest_class": "dog", "score": 9.5}  # Past the shown few: no thumbnail.
+           "nearest_class": "dog", "score": 9.5, "reasons": ["atypical_pixels"]}  # Past the shown few: no thumbnail.
 SUMMARY = {"examples": 40, "suspect_labels": 1, "estimated_label_noise": 0.05, "near_duplicate_groups": 1,
            "near_duplicate_leaks": 1, "outliers": 1, "folds": 5, "out_of_fold_accuracy": 0.9, "label_check": "done",
            "estimated_label_noise_per_class": {"<b>cat</b>": 0.1, "dog": 0.0},
@@ -52,6 +52,7 @@ def test_report_section_shows_suspects_leaks_and_outliers_with_inline_thumbnails
     assert "&lt;b&gt;cat&lt;/b&gt; → <b>dog</b>" in page and "<b>cat</b>" not in page.replace("<b>dog</b>", "")
     assert re.search(r'class="thumb dropped">.*?dropped from eval', page)
     assert "leak, redundant" in page and "screenshot.png" in page and "(no thumbnail)" in page
+    assert "(z 9.5) · atypical_pixels" in page  # Why the outlier is listed.
     assert "eval copies dropped" in page and "5.0%" in page
 
 
@@ -66,7 +67,7 @@ def test_suspects_table_and_json(quality_run):
     assert "1 suspect labels of 40 examples (estimated label noise 5.0%)" in table
     assert re.search(r"0\.910  <b>cat</b>\s+dog\s+train  /data/<b>cat</b>/7.png", table)
     assert "Leak group 0 (leak, redundant)" in table and "[dropped from eval: /data/dog/copy.jpg]" in table
-    assert "Outlier (z 9.5, nearest class dog)" in table
+    assert "Outlier (z 9.5, nearest class dog) [atypical_pixels]: eval dog /data/dog/screenshot.png" in table
 
 
 def test_metrics_carry_the_quality_counts(quality_run):
