@@ -142,8 +142,8 @@ def main() -> None:
         f"seed flow_from_directory: {images / seed:.0f} images/s ({seed:.1f} s)",
         f"ingestion vs seed throughput: {seed / ours:.2f}x",
         f"ingestion vs image_dataset_from_directory throughput: {keras / ours:.2f}x",
-        f"CPU seconds of the process: ours {ours_cpu:.2f}, seed {seed_cpu:.2f}; seed vs ours {seed_cpu / ours_cpu:.2f}x; "
-        f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        f"CPU seconds of the process: ours {ours_cpu:.2f}, seed {seed_cpu:.2f}; "
+        f"seed vs ours {seed_cpu / ours_cpu:.2f}x; load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
         f"timing: libraries imported before any clock; medians of {args.repeats} alternating turns; "
         f"first call in the process: ours {first_ours:.1f} s, seed {first_seed:.1f} s",
     ]

@@ -47,8 +47,8 @@ DEFAULT_READ_THREADS = os.cpu_count() or 1
 # of decoded images in flight. Results are taken as they complete, so no batch waits for its slowest file.
 _FILES_IN_FLIGHT_PER_THREAD = 2
 # Files per Beam element: the listed files travel in batches, so Beam's per-element cost (the Reshuffle's
-# steps, encoding, the DoFn call; about 0.1 ms per element on the local runner) is paid once per batch, which
-# counts for small images (the digits demo: about 0.3 ms of work per file). Within a batch each file is still
+# steps, encoding, the DoFn call) is paid once per batch, which counts for small images (the digits demo:
+# about 0.25 ms of work per file). Within a batch each file is still
 # its own task on the thread pool, output as soon as it is done; 64 twelve-megapixel photos are a few seconds
 # of work, small enough to spread over the workers of a distributed runner.
 FILES_PER_ELEMENT = 64
