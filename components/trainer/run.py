@@ -146,7 +146,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             warmup_images=warmup_images,
             model_info={"training": config.to_json_dict(), "examples": {"train": num_train, "eval": num_eval}})
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
-    if num_eval and config.export_tflite:  # TFLite beside the SavedModel, with both accuracies on the eval split (the Pusher gates it).
+    # TFLite beside the SavedModel, with both accuracies on the eval split (the Pusher gates it).
+    if num_eval and config.export_tflite:
         with timed("TFLite conversion and scoring"):
             serving.export_tflite(classifier.model, config.image_size, fn_args.serving_model_dir, eval_examples,
                                   representative_examples=train_examples)
