@@ -16,6 +16,9 @@ SECTIONS = (
     ("photos_pipeline.txt", "Camera-size photos: whole pipeline versus the seed script",
      "python bench/bench_photos_pipeline.py"),
     ("quality.txt", "Data quality: suspect labels, leaks, the stage's cost", "python bench/bench_quality.py"),
+    ("quality-labels.txt", "Data quality, labels part alone (a quieter rerun)",
+     "python bench/bench_quality.py --parts labels"),
+    ("quality-crops.txt", "Data quality, photo crops part alone", "python bench/bench_quality.py --parts crops"),
 )
 
 
