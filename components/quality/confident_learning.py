@@ -175,10 +175,9 @@ def out_of_fold_log_probabilities(features: np.ndarray, labels: np.ndarray, num_
                                   seed: int = 0) -> Dict[str, np.ndarray]:
     """{head: [N, K] out-of-fold log-probabilities} for each head of _heads(), on standardized features."""
     smallest_class = int(np.bincount(labels).min())
-    names = list(_heads(smallest_class))
-    log_probabilities = {name: np.full((len(labels), num_classes), _MIN_LOG_PROBABILITY) for name in names}
-    splitter = StratifiedKFold(n_splits=usable_folds(labels, folds), shuffle=True, random_state=seed)
     heads = _heads(smallest_class)
+    log_probabilities = {name: np.full((len(labels), num_classes), _MIN_LOG_PROBABILITY) for name in heads}
+    splitter = StratifiedKFold(n_splits=usable_folds(labels, folds), shuffle=True, random_state=seed)
     for train_rows, held_out_rows in splitter.split(features, labels):
         scaler = StandardScaler().fit(features[train_rows])
         train, held_out = scaler.transform(features[train_rows]), scaler.transform(features[held_out_rows])

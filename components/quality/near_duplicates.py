@@ -27,8 +27,9 @@ from components.quality.settings import QualitySettings
 THUMBNAIL_SIDE = 16
 # Decoding at reduced size (JPEG draft mode) before the thumbnail: a camera photo costs milliseconds, not 100.
 _DRAFT_SIDE = 4 * THUMBNAIL_SIDE
-# Pairs are compared in row blocks of this many images (a block of similarities is BLOCK x N floats).
-_BLOCK = 1024
+# Pairs are compared in row blocks of this many images (a block of similarities is ROW_BLOCK x N floats);
+# outliers.py's neighbour search uses the same blocks.
+ROW_BLOCK = 1024
 
 REDUNDANT, CONFLICTING, LEAK = "redundant", "conflicting", "leak"
 
@@ -59,8 +60,8 @@ def similar_pairs(features: np.ndarray, signatures: np.ndarray, rule: DuplicateR
     unit_features = unit_rows(np.asarray(features, dtype=np.float32))
     signatures = np.asarray(signatures, dtype=np.float32)
     found = []
-    for start in range(0, len(unit_features), _BLOCK):
-        stop = min(start + _BLOCK, len(unit_features))
+    for start in range(0, len(unit_features), ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, len(unit_features))
         cosine = unit_features[start:stop] @ unit_features.T
         correlation = signatures[start:stop] @ signatures.T
         duplicate = (correlation >= rule.perceptual_similarity) | (

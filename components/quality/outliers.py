@@ -22,7 +22,7 @@ from typing import List, Optional
 import numpy as np
 from PIL import Image
 
-from components.quality.near_duplicates import unit_rows
+from components.quality.near_duplicates import ROW_BLOCK, unit_rows
 
 # Reasons an image is listed.
 BLANK, FAR_IN_FEATURES, ATYPICAL_PIXELS = "blank", "far_in_features", "atypical_pixels"
@@ -39,8 +39,6 @@ _MAD_TO_SIGMA = 1.4826
 # Floors that keep scores finite when every image sits at one point (or every neighbour distance is equal).
 _MIN_SPREAD = 1e-6
 _MIN_DISTANCE = 1e-9
-# Rows of pairwise distances computed at once (a block is BLOCK x N floats).
-_BLOCK = 1024
 # Index of the luma standard deviation in image_statistics' vector.
 LUMA_STD_INDEX = _LUMA_BINS + len(_GRADIENT_EDGES) - 1
 
@@ -80,11 +78,11 @@ def nearest_neighbours(vectors: np.ndarray, k: int, cosine: bool):
     k = min(k, len(vectors) - 1)
     squared = (vectors ** 2).sum(axis=1)
     distances, indices = [], []
-    for start in range(0, len(vectors), _BLOCK):
-        block = vectors[start:start + _BLOCK]
+    for start in range(0, len(vectors), ROW_BLOCK):
+        block = vectors[start:start + ROW_BLOCK]
         products = block @ vectors.T
         distance = 1.0 - products if cosine else np.sqrt(np.maximum(
-            squared[start:start + _BLOCK, None] + squared[None, :] - 2.0 * products, 0.0))
+            squared[start:start + ROW_BLOCK, None] + squared[None, :] - 2.0 * products, 0.0))
         distance[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf  # Not its own neighbour.
         nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
         nearest_distance = np.take_along_axis(distance, nearest, axis=1)
