@@ -26,15 +26,20 @@ def trainer_custom_config() -> dict:
 
 
 def records(split: str, count: int = 6, label_first: bool = True) -> list:
-    """Examples as ingestion writes them; their feature map serializes in insertion order, which differed
-    between two KFP runs of the same ingestion."""
+    """Examples as ingestion writes them, with their two features serialized in a chosen order: the order in
+    which a map field serializes is not part of protobuf's contract (upb's follows its hash table, which
+    differed between two KFP runs of the same ingestion), so the order is fixed here by concatenating two
+    one-feature messages, which a parser merges into one Example (protobuf's documented merge of repeated
+    occurrences of a message field)."""
+    def one_feature(key: str, value: bytes) -> bytes:
+        return tf.train.Example(features=tf.train.Features(feature={
+            key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))})).SerializeToString()
+
     serialized = []
     for index in range(count):
-        values = {features.LABEL_KEY: f"class-{index % 2}".encode(), features.IMAGE_KEY: f"{split}-{index}".encode()}
-        order = sorted(values, reverse=not label_first)
-        serialized.append(tf.train.Example(features=tf.train.Features(feature={
-            key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[values[key]])) for key in order
-        })).SerializeToString())
+        label = one_feature(features.LABEL_KEY, f"class-{index % 2}".encode())
+        image = one_feature(features.IMAGE_KEY, f"{split}-{index}".encode())
+        serialized.append(label + image if label_first else image + label)
     return serialized
 
 
@@ -66,7 +71,9 @@ def write_run(local_root: Path, run_id: str, transform_output: str, shards: int,
 
 def test_a_rerun_on_kfp_finds_the_killed_runs_checkpoints_under_the_pipeline_root(tmp_path, transform_output_dir):
     custom_config = trainer_custom_config()
-    assert records("train") != records("train", label_first=False)  # Same examples, other bytes.
+    assert records("train") != records("train", label_first=False)  # Same examples, other bytes:
+    assert [tf.train.Example.FromString(r) for r in records("train")] == [
+        tf.train.Example.FromString(r) for r in records("train", label_first=False)]
     killed = checkpoint_dir_for(write_run(tmp_path, "run-1", transform_output_dir, 1, False, custom_config))
     rerun = checkpoint_dir_for(write_run(tmp_path, "run-2", transform_output_dir, 3, True, custom_config))
     assert killed == rerun
