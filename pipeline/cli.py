@@ -67,6 +67,9 @@ def _add_training_options(parser: argparse.ArgumentParser, defaults: TrainingCon
                        default=defaults.mixed_precision, help="float16 compute on GPUs")
     group.add_argument("--export-tflite", action=argparse.BooleanOptionalAction, default=defaults.export_tflite,
                        help="a float16 TFLite model beside the SavedModel (over a minute on 2 CPU cores)")
+    group.add_argument("--tflite-eval-examples", type=int, default=defaults.tflite_eval_examples,
+                       help="eval images (a seeded random sample) on which the TFLite model is scored against "
+                            "the SavedModel")
     group.add_argument("--max-steps-per-epoch", type=int, default=defaults.max_steps_per_epoch)
     evaluation = parser.add_argument_group("blessing")
     evaluation.add_argument("--min-accuracy", type=float, default=EvaluationConfig.min_accuracy,

@@ -150,7 +150,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if num_eval and config.export_tflite:
         with timed("TFLite conversion and scoring"):
             serving.export_tflite(classifier.model, config.image_size, fn_args.serving_model_dir, eval_examples,
-                                  representative_examples=train_examples)
+                                  representative_examples=train_examples,
+                                  max_eval_examples=config.tflite_eval_examples, seed=config.seed)
     # Training is complete: a later run with the same inputs must start fresh, not resume.
     if training.is_chief(strategy) and tf.io.gfile.exists(checkpoint_dir):
         tf.io.gfile.rmtree(checkpoint_dir)

@@ -26,6 +26,7 @@ import tf_keras
 from components import features
 from components.ingestion import image_tree
 from components.native_stderr import native_log_path, native_stderr_to
+from components.trainer.hparams import TrainingConfig
 
 # Header bytes that hold the dimensions of every supported non-JPEG format (PNG's IHDR ends at byte 24).
 _HEADER_BYTES = 32
@@ -272,10 +273,25 @@ def tflite_probabilities(content: bytes, images: np.ndarray) -> np.ndarray:
     return np.array(rows)
 
 
-def _as_arrays(examples: tf.data.Dataset, limit: Optional[int]) -> tuple:
-    """(images, class ids) of an unbatched (image, one-hot label) dataset."""
-    if limit:
-        examples = examples.take(limit)
+def sampled(examples: tf.data.Dataset, count: Optional[int], seed: int) -> tf.data.Dataset:
+    """A fixed, seeded random sample of `count` elements of a finite dataset, in their order (the whole dataset
+    when it holds no more, or when `count` is None). Random, not the first `count`: splits are written in file
+    order, which is often class by class. Taken by index, so a cached dataset (the Trainer's decoded eval split,
+    components/trainer/data.py) is not decoded again for the elements left out."""
+    total = int(examples.cardinality())
+    if total < 0:  # Unknown or infinite: counted (one pass; the Trainer's datasets carry their cardinality).
+        total = int(examples.reduce(tf.constant(0, tf.int64), lambda counted, _: counted + 1))
+    if count is None or total <= count:
+        return examples
+    chosen = tf.constant(np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False)), tf.int64)
+    return (examples.enumerate()
+            .filter(lambda index, _: tf.reduce_any(tf.equal(chosen, index)))
+            .map(lambda _, element: element))
+
+
+def _as_arrays(examples: tf.data.Dataset, limit: Optional[int], seed: int = 0) -> tuple:
+    """(images, class ids) of an unbatched (image, one-hot label) dataset, at most `limit` of them (sampled)."""
+    examples = sampled(examples, limit, seed)
     images, labels = [], []
     for image, label in examples.as_numpy_iterator():
         images.append(image)
@@ -285,13 +301,15 @@ def _as_arrays(examples: tf.data.Dataset, limit: Optional[int]) -> tuple:
 
 def export_tflite(model: tf_keras.Model, image_size: int, export_dir: str, eval_examples: tf.data.Dataset,
                   representative_examples: Optional[tf.data.Dataset] = None,
-                  quantizations: Sequence[str] = ("float16",), max_eval_examples: Optional[int] = None,
+                  quantizations: Sequence[str] = ("float16",),
+                  max_eval_examples: Optional[int] = TrainingConfig.tflite_eval_examples, seed: int = 0,
                   representative_count: int = 100) -> Dict:
     """Writes tflite/model_<quantization>.tflite beside the SavedModel and tflite/tflite_evaluation.json:
-    each conversion's accuracy on `eval_examples` next to the Keras model's on the same images, and how
-    often the two agree on the top class. The Pusher decides from that file whether the TFLite files ship.
+    each conversion's accuracy on a seeded random sample of at most `max_eval_examples` of `eval_examples`
+    (None: all) next to the Keras model's on the same images, and how often the two agree on the top class.
+    The Pusher decides from that file whether the TFLite files ship.
     """
-    images, labels = _as_arrays(eval_examples, max_eval_examples)
+    images, labels = _as_arrays(eval_examples, max_eval_examples, seed)
     reference = model.predict(images, batch_size=32, verbose=0).argmax(axis=1) if len(images) else np.array([])
     evaluation = {"eval_examples": int(len(images)),
                   "savedmodel_accuracy": float(np.mean(reference == labels)) if len(images) else None,
