@@ -44,8 +44,9 @@ class TrainingConfig:
     augmented_views: int = 0
     # Phase 2 likewise: below `unfreeze_from_block` the base stays frozen, so its activations at that
     # boundary are computed once per image (float16, in memory) and only the top trains on them. With
-    # augmentation, `phase2_augmented_views` augmented copies of each training image are cached beside the
-    # plain one and each epoch draws one of them per image; False trains phase 2 on images every epoch.
+    # augmentation, `phase2_augmented_views` augmented copies of each training image are cached (no plain
+    # one: training never draws it) and each epoch draws one of them per image; 0 caches the plain image.
+    # phase2_activation_cache False trains phase 2 on images every epoch.
     phase2_activation_cache: bool = True
     phase2_augmented_views: int = 2
     # float16 compute on GPUs (ignored without one); the softmax stays float32.

@@ -4,7 +4,7 @@ Phase 1 trains the head only. The base is frozen, so its output for an image nev
 bottleneck cache on, each image goes through the base once and the head trains on the cached pooled
 features for every phase-1 epoch (the classic recipe runs the whole base over every image every epoch).
 Phase 2 unfreezes the top blocks. Below them the base stays frozen (BatchNorm in inference mode), so with
-the activation cache on, each image (and each of a few augmented views) goes through the frozen bottom
+the activation cache on, each image (or each of a few augmented views of it) goes through the frozen bottom
 once and only the top trains on the cached boundary activations; otherwise the whole model trains on images.
 """
 import dataclasses
@@ -300,7 +300,8 @@ ACTIVATION_CACHE_DTYPE = tf.float16
 
 @dataclasses.dataclass(frozen=True)
 class CachedActivations:
-    """Boundary activations of `views` passes over a data set (view 0 plain, then augmented), view-major."""
+    """Boundary activations of `views` passes over a data set, view-major: one plain view, or only augmented
+    ones (training never reads a plain view beside augmented ones, so none is computed)."""
 
     activations: np.ndarray  # [views * examples, height, width, channels], ACTIVATION_CACHE_DTYPE
     labels: np.ndarray  # [views * examples, classes]
@@ -328,17 +329,19 @@ class BoundaryActivations:
                                     input_signature=[spec]) if augmentation is not None else None
 
     def __call__(self, dataset: tf.data.Dataset, augmented_views: int = 0) -> CachedActivations:
+        """The plain activations of every example, or with `augmented_views` that many augmented views only."""
         if augmented_views and self._augment is None:
             raise ValueError("augmented views need a classifier with augmentation layers")
         batches = dataset.batch(FEATURIZE_BATCH).prefetch(tf.data.AUTOTUNE)
         activation_sets, label_sets, flushed = [], [], 0
-        for view in range(1 + augmented_views):
+        for _ in range(max(augmented_views, 1)):
             for images, labels in batches:
-                activations, flushed_to_zero = self._bottom(self._augment(images) if view else images)
+                activations, flushed_to_zero = self._bottom(self._augment(images) if augmented_views else images)
                 activation_sets.append(activations.numpy())
                 label_sets.append(labels.numpy())
                 flushed += int(flushed_to_zero)
-        cache = CachedActivations(np.concatenate(activation_sets), np.concatenate(label_sets), 1 + augmented_views)
+        cache = CachedActivations(np.concatenate(activation_sets), np.concatenate(label_sets),
+                                  max(augmented_views, 1))
         if flushed > 1e-3 * cache.activations.size:
             logging.warning("%.1f%% of the cached boundary activations were too small for %s and became 0 (a "
                             "base without pretrained weights?); --no-phase2-activation-cache trains on images",
@@ -356,19 +359,15 @@ def _as_float32(activations, labels):
 
 
 def cached_training_batches(cache: CachedActivations, config: TrainingConfig) -> tf.data.Dataset:
-    """Each epoch: every example once, in a new order, as one of its cached views drawn at random.
-
-    With augmented views, view 0 (the plain image) is left out, as on the image path, where augmentation
-    acts on every training step.
-    """
+    """Each epoch: every example once, in a new order, as one of its cached views drawn at random (with
+    augmentation all views are augmented ones, as on the image path, where augmentation acts on every step)."""
     activations, labels = tf.constant(cache.activations), tf.constant(cache.labels)
-    examples, first_view = cache.examples, 1 if cache.views > 1 else 0
-    choices = cache.views - first_view
+    examples, views = cache.examples, cache.views
     order = tf.data.Dataset.range(examples).shuffle(examples, seed=config.seed, reshuffle_each_iteration=True)
     draws = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
 
     def pick(index, draw):
-        row = index + examples * (first_view + draw % choices)
+        row = index + examples * (draw % views)
         return tf.gather(activations, row), tf.gather(labels, row)
 
     dataset = tf.data.Dataset.zip((order, draws)).batch(config.batch_size).map(pick).map(_as_float32)
@@ -390,7 +389,7 @@ def phase2_uses_activation_cache(split: model_lib.BoundarySplit, num_train: int,
     if tf.distribute.has_strategy():
         logging.info("Phase 2 trains on images: the activation cache is not distributed over replicas")
         return False
-    views = 1 + (config.phase2_augmented_views if augments else 0)
+    views = max(config.phase2_augmented_views if augments else 0, 1)
     needed = activation_cache_bytes(split, views * num_train + num_eval)
     if needed > ACTIVATION_CACHE_BUDGET_BYTES:
         logging.info("Phase 2 trains on images: its activation cache would take %.1f GB (budget %.1f GB)",
