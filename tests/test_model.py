@@ -88,6 +88,56 @@ def test_augmentation_is_inactive_at_inference():
     assert not np.array_equal(classifier.augmentation(images, training=True), images)
 
 
+def _smooth_image(size=64):
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    channels = [np.sin(6 * x + 2 * y), np.cos(5 * y - 3 * x), np.sin(4 * (x + y))]
+    return np.stack(channels, axis=-1)[None]
+
+
+@pytest.mark.parametrize("angle, zoom", [(0.3, 1.1), (-0.25, 0.9), (0.1, 1.0), (0.0, 0.92)])
+def test_one_resampling_equals_keras_rotation_then_zoom(angle, zoom):
+    # Keras' two layers resample twice (RandomRotation, then RandomZoom); the combined transform once. Away
+    # from the borders (where reflecting twice and once differ) they agree up to bilinear interpolation.
+    image, size = _smooth_image(), 64.0
+    angles, zooms = tf.constant([angle]), tf.constant([[zoom, zoom]])
+    rotated = model_lib.keras_image.transform(image, model_lib.keras_image.get_rotation_matrix(angles, size, size))
+    two_steps = model_lib.keras_image.transform(rotated, model_lib.keras_image.get_zoom_matrix(zooms, size, size))
+    one_step = model_lib.keras_image.transform(
+        image, model_lib.rotation_then_zoom_transforms(angles, zooms, size, size))
+    inner = (slice(None), slice(16, 48), slice(16, 48))
+    np.testing.assert_allclose(one_step.numpy()[inner], two_steps.numpy()[inner], atol=0.02)
+    assert np.abs(one_step.numpy()[inner] - image[inner]).max() > 0.1, "the transform must move the image"
+
+
+def _projective_resamplings(augmentation, size=32):
+    graph = tf.function(lambda images: augmentation(images, training=True)).get_concrete_function(
+        tf.TensorSpec([None, size, size, 3], tf.float32)).graph
+    return sum(op.type == "ImageProjectiveTransformV3" for op in graph.get_operations())
+
+
+def test_rotation_and_zoom_resample_once():
+    assert _projective_resamplings(model_lib.build_augmentation(TrainingConfig(**SMALL))) == 1
+    rotation_only = TrainingConfig(**SMALL, augment_zoom=0.0)
+    assert _projective_resamplings(model_lib.build_augmentation(rotation_only)) == 1
+    none = TrainingConfig(**SMALL, augment_rotation=0.0, augment_zoom=0.0)
+    assert _projective_resamplings(model_lib.build_augmentation(none)) == 0
+
+
+def test_rotation_zoom_draws_within_its_ranges():
+    # A pure zoom of a centered square keeps its center; a rotation by up to 0.05 turn (18 degrees) and a zoom
+    # in [0.9, 1.1] keep the mean brightness of a centered disc close, and every image gets its own draw.
+    layer = model_lib.RandomRotationZoom(0.05, 0.1, seed=1)
+    yy, xx = np.mgrid[0:64, 0:64]
+    disc = np.where((yy - 31.5) ** 2 + (xx - 31.5) ** 2 < 20 ** 2, 1.0, -1.0).astype(np.float32)
+    images = np.repeat(disc[None, :, :, None], 8, axis=0).repeat(3, axis=-1)
+    out = layer(images, training=True).numpy()
+    area = (out > 0).mean(axis=(1, 2, 3))
+    disc_area = (disc > 0).mean()
+    assert np.all(area > disc_area / 1.1 ** 2 - 0.01) and np.all(area < disc_area / 0.9 ** 2 + 0.01)
+    assert len({round(float(value), 4) for value in area}) > 1, "each image draws its own zoom"
+    np.testing.assert_array_equal(layer(images, training=False), images)
+
+
 class _CrashAfterEpoch(tf_keras.callbacks.Callback):
     """Stands in for a killed process: fails once the given epoch of phase 2 has been saved."""
 

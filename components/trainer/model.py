@@ -7,8 +7,12 @@ import dataclasses
 import logging
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
+# Keras' own transform matrices and resampling op wrapper (tf_keras/src/layers/preprocessing/
+# image_preprocessing.py), so the combined rotation and zoom below keeps RandomRotation's and RandomZoom's maths.
+from tf_keras.src.layers.preprocessing import image_preprocessing as keras_image
 
 from components import features
 from components.trainer import weights as weights_lib
@@ -69,15 +73,59 @@ class RangeKeepingContrast(tf_keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor, "seed": self.seed}
 
 
+def _as_matrices(transforms):
+    """Keras' [batch, 8] projective transforms as [batch, 3, 3] matrices (the ninth entry is 1)."""
+    return tf.reshape(tf.concat([transforms, tf.ones_like(transforms[:, :1])], axis=1), [-1, 3, 3])
+
+
+def rotation_then_zoom_transforms(angles, zooms, height, width):
+    """One [batch, 8] transform equal to RandomRotation by `angles` (radians) followed by RandomZoom by `zooms`
+    ([batch, 2]: x, y factors). Keras' transforms map an output point to the input point it samples, so the
+    zoom's map comes first: output -> rotated image (zoom) -> input (rotation)."""
+    combined = tf.matmul(_as_matrices(keras_image.get_rotation_matrix(angles, height, width)),
+                         _as_matrices(keras_image.get_zoom_matrix(zooms, height, width)))
+    return tf.reshape(combined, [-1, 9])[:, :8]  # Both are affine: the last row stays (0, 0, 1).
+
+
+class RandomRotationZoom(tf_keras.layers.Layer):
+    """Keras' RandomRotation(rotation) then RandomZoom(zoom) (reflect fill, bilinear) in one resampling.
+
+    Each Keras layer resamples the whole image with ImageProjectiveTransformV3, a slow per-pixel op on CPU;
+    composing their two maps resamples once, and once only blurs. Same parameters: a rotation by up to
+    `rotation` of a full turn either way, a zoom factor in [1 - zoom, 1 + zoom] (height and width alike, as
+    RandomZoom without width_factor; above 1 zooms out). Identity outside training.
+    """
+
+    def __init__(self, rotation: float, zoom: float, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rotation, self.zoom, self.seed = rotation, zoom, seed
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        shape = tf.shape(images)
+        # One draw for both, so the angle and the zoom are independent under one op seed.
+        unit = tf.random.uniform([shape[0], 2], -1.0, 1.0, seed=self.seed)
+        angles = unit[:, 0] * self.rotation * 2.0 * np.pi
+        zooms = tf.tile(1.0 + unit[:, 1:] * self.zoom, [1, 2])
+        transforms = rotation_then_zoom_transforms(angles, zooms, tf.cast(shape[1], tf.float32),
+                                                   tf.cast(shape[2], tf.float32))
+        output = keras_image.transform(images, transforms, fill_mode="reflect", interpolation="bilinear")
+        output.set_shape(images.shape)
+        return output
+
+    def get_config(self):
+        return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom, "seed": self.seed}
+
+
 def build_augmentation(config: TrainingConfig) -> Optional[tf_keras.Model]:
     """Random flips, rotations, zooms and contrast; Keras runs these layers only when training."""
     layers = []
     if config.augment_flip:
         layers.append(tf_keras.layers.RandomFlip("horizontal", seed=config.seed))
-    if config.augment_rotation:
-        layers.append(tf_keras.layers.RandomRotation(config.augment_rotation, fill_mode="reflect", seed=config.seed))
-    if config.augment_zoom:
-        layers.append(tf_keras.layers.RandomZoom(config.augment_zoom, fill_mode="reflect", seed=config.seed))
+    if config.augment_rotation or config.augment_zoom:
+        layers.append(RandomRotationZoom(config.augment_rotation, config.augment_zoom, seed=config.seed,
+                                         name="random_rotation_zoom"))
     if config.augment_contrast:
         layers.append(RangeKeepingContrast(config.augment_contrast, seed=config.seed, name="random_contrast"))
     return tf_keras.Sequential(layers, name="augmentation") if layers else None
