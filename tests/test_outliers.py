@@ -81,3 +81,11 @@ def test_nearest_neighbours_in_blocks_match_all_pairs():
     np.fill_diagonal(all_pairs, np.inf)
     np.testing.assert_array_equal(indices, np.argsort(all_pairs, axis=1)[:, :3])
     np.testing.assert_allclose(distances, np.sort(all_pairs, axis=1)[:, :3], rtol=1e-4)
+
+
+def test_saturation_statistics_are_the_per_pixel_channel_range():
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    statistics = outliers.image_statistics(png(Image.fromarray(pixels)))
+    channels = pixels.astype(np.float32) / 255.0
+    saturation = channels.max(axis=2) - channels.min(axis=2)
+    assert statistics[-2] == np.float32(saturation.mean()) and statistics[-1] == np.float32(saturation.std())

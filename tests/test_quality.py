@@ -254,3 +254,30 @@ def test_a_class_too_small_for_k_fold_skips_the_label_check_only():
     result = assessment.assess(features[:9], signatures, assessment_table(labels, splits), QualitySettings())
     assert result.suspects == [] and result.summary["folds"] == 0
     assert result.summary["label_check"].startswith("skipped: Out-of-fold probabilities need at least 2 examples")
+
+
+def test_one_pass_over_cosine_blocks_finds_the_pairs_and_neighbours_of_the_two_separate_searches():
+    # More rows than near_duplicates.ROW_BLOCK, so that the pass crosses a block boundary; planted copies give
+    # pairs in both blocks and across them.
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(near_duplicates.ROW_BLOCK + 77, 12)).astype(np.float32)
+    signatures = near_duplicates.unit_rows(rng.normal(size=(len(features), 16)).astype(np.float32))
+    for original, copy in ((3, 900), (1030, 5), (1050, 1090)):
+        features[copy], signatures[copy] = features[original] * 1.01, signatures[original]
+    rule = assessment.duplicate_rule(QualitySettings())
+    pairs, (distances, indices) = assessment.feature_pairs_and_neighbours(features, signatures, rule)
+    expected_distances, expected_indices = outliers.nearest_neighbours(features, outliers.K_NEIGHBOURS, cosine=True)
+    np.testing.assert_array_equal(pairs, near_duplicates.similar_pairs(features, signatures, rule))
+    assert {tuple(pair) for pair in pairs} == {(3, 900), (5, 1030), (1050, 1090)}
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(distances, expected_distances)
+
+
+def test_too_few_examples_for_neighbours_still_get_their_pairs():
+    features = np.eye(4, dtype=np.float32)
+    features[3] = features[0]
+    signatures = np.eye(4, 16, dtype=np.float32)
+    signatures[3] = signatures[0]
+    pairs, neighbours = assessment.feature_pairs_and_neighbours(features, signatures,
+                                                                 assessment.duplicate_rule(QualitySettings()))
+    assert pairs.tolist() == [[0, 3]] and neighbours is None

@@ -59,11 +59,12 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
                          suggested_class=class_names[int(suggested)], score=round(float(score), 4))
                 for index, suggested, score in zip(issues.suspects, issues.suggested, issues.scores)]
 
-    groups = near_duplicates.find_groups(features, signatures, duplicate_rule(settings))
+    pairs, feature_neighbours = feature_pairs_and_neighbours(features, signatures, duplicate_rule(settings))
+    groups = near_duplicates.connected_groups(pairs, len(features))
     group_records = [_group_record(number, group, table, features, signatures) for number, group in enumerate(groups)]
     leak_groups = [record for record in group_records if near_duplicates.LEAK in record["kinds"]]
 
-    far = outliers.find_outliers(features, class_ids, num_classes, settings.outlier_z, statistics)
+    far = outliers.find_outliers(features, class_ids, num_classes, settings.outlier_z, statistics, feature_neighbours)
     outlier_records = [_example(table, int(index), given_class=table.labels[index],
                                 nearest_class=class_names[int(nearest)], score=round(float(score), 2),
                                 reasons=reasons)
@@ -107,6 +108,22 @@ def assess(features: np.ndarray, signatures: np.ndarray, table: ExampleTable, se
         "settings": settings.to_json_dict(),
     }
     return Assessment(suspects, group_records, outlier_records, summary, dropped_leaks | excluded)
+
+
+def feature_pairs_and_neighbours(features: np.ndarray, signatures: np.ndarray, rule: near_duplicates.DuplicateRule):
+    """(near-duplicate pairs, each example's outliers.K_NEIGHBOURS nearest neighbours in feature space or None
+    when there are too few examples) from one pass over the feature cosine blocks: the near-duplicate and the
+    outlier search used to compute the same N x N product each (at 7,188 digits, 2.4 and 4.2 s of 23.8 s of
+    assessment, under load)."""
+    signatures = np.asarray(signatures, dtype=np.float32)
+    k = outliers.K_NEIGHBOURS if len(features) > outliers.K_NEIGHBOURS else 0
+    pairs, nearest = [], []
+    for start, cosine in near_duplicates.cosine_blocks(features):
+        pairs.append(near_duplicates.pairs_in_block(cosine, start, signatures, rule))
+        if k:
+            nearest.append(outliers.nearest_in_block(np.subtract(1.0, cosine, out=cosine), start, k))
+    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=int)
+    return pairs, (outliers.join_blocks(nearest) if nearest else None)
 
 
 def limit_violations(summary: Dict, settings: QualitySettings) -> List[str]:

@@ -36,9 +36,16 @@ def split_files(examples_uri: str, split: str) -> List[str]:
     return trainer_data.example_files([posixpath.join(examples_uri, f"Split-{split}", "*")])
 
 
+# Records are fetched from tf.data this many at a time: one eager iterator step per record cost about 1 ms
+# (py-spy, 7,188 digits under load: 7.9 s of reading's 14.5 s), a batch's step costs about as much as a record's.
+_READ_BATCH = 256
+
+
 def _records(files: Sequence[str]) -> Iterator[bytes]:
-    for record in tf.data.TFRecordDataset(list(files), compression_type="GZIP"):
-        yield record.numpy()
+    """Every record of the files, in file order."""
+    dataset = tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(_READ_BATCH)
+    for batch in dataset.as_numpy_iterator():
+        yield from batch
 
 
 def _bytes_feature(example: tf.train.Example, key: str) -> bytes:

@@ -17,7 +17,7 @@ their features reach `feature_similarity` and their thumbnails still correlate a
 """
 import dataclasses
 import io
-from typing import Dict, List, Sequence
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -55,21 +55,31 @@ class DuplicateRule:
     perceptual_crosscheck: float = QualitySettings.perceptual_crosscheck
 
 
+def cosine_blocks(features: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
+    """(start, [rows, N] cosine similarities of rows start.. to every row), ROW_BLOCK rows at a time. The
+    assessment hands each block to both pairwise searches (pairs_in_block here, outliers.nearest_in_block):
+    this product is the stage's only cost that grows with N squared."""
+    unit_features = unit_rows(np.asarray(features, dtype=np.float32))
+    for start in range(0, len(unit_features), ROW_BLOCK):
+        yield start, unit_features[start:start + ROW_BLOCK] @ unit_features.T
+
+
+def pairs_in_block(cosine: np.ndarray, start: int, signatures: np.ndarray, rule: DuplicateRule) -> np.ndarray:
+    """[P, 2] near-duplicate pairs (i < j) among rows start.. of a cosine block (cosine_blocks); signatures
+    float32."""
+    correlation = signatures[start:start + len(cosine)] @ signatures.T
+    duplicate = (correlation >= rule.perceptual_similarity) | (
+        (cosine >= rule.feature_similarity) & (correlation >= rule.perceptual_crosscheck))
+    rows, columns = np.nonzero(duplicate)
+    rows = rows + start
+    upper = columns > rows
+    return np.stack([rows[upper], columns[upper]], axis=1)
+
+
 def similar_pairs(features: np.ndarray, signatures: np.ndarray, rule: DuplicateRule) -> np.ndarray:
     """[P, 2] index pairs (i < j) that the rule calls near-duplicates."""
-    unit_features = unit_rows(np.asarray(features, dtype=np.float32))
     signatures = np.asarray(signatures, dtype=np.float32)
-    found = []
-    for start in range(0, len(unit_features), ROW_BLOCK):
-        stop = min(start + ROW_BLOCK, len(unit_features))
-        cosine = unit_features[start:stop] @ unit_features.T
-        correlation = signatures[start:stop] @ signatures.T
-        duplicate = (correlation >= rule.perceptual_similarity) | (
-            (cosine >= rule.feature_similarity) & (correlation >= rule.perceptual_crosscheck))
-        rows, columns = np.nonzero(duplicate)
-        rows = rows + start
-        upper = columns > rows
-        found.append(np.stack([rows[upper], columns[upper]], axis=1))
+    found = [pairs_in_block(cosine, start, signatures, rule) for start, cosine in cosine_blocks(features)]
     return np.concatenate(found) if found else np.zeros((0, 2), dtype=int)
 
 
