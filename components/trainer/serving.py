@@ -155,7 +155,9 @@ def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutpu
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(serialized):
         parsed = tf.io.parse_example(serialized, {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]})
-        return classify(tf.reshape(parsed[features.IMAGE_KEY], [-1]))
+        # The other signature's function, not classify again: its one trace (the Transform graph and the whole
+        # model) becomes a function both signatures call, where a second classify traced and saved it twice.
+        return serve_image_bytes(tf.reshape(parsed[features.IMAGE_KEY], [-1]))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(serialized):
