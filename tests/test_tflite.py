@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import features
@@ -64,6 +65,8 @@ def test_a_sample_is_seeded_random_in_order_and_the_whole_dataset_when_small():
     assert list(sampled(numbers, None, seed=7).as_numpy_iterator()) == list(range(1000))
     unknown_size = numbers.filter(lambda number: number % 2 == 0)  # Cardinality unknown: counted first.
     assert len(list(sampled(unknown_size, 30, seed=7).as_numpy_iterator())) == 30
+    with pytest.raises(ValueError, match="infinite"):
+        sampled(numbers.repeat(), 30, seed=7)
 
 
 def test_tflite_scoring_is_bounded_to_a_sample_of_a_large_eval_split(tmp_path):

@@ -281,7 +281,9 @@ def sampled(examples: tf.data.Dataset, count: Optional[int], seed: int) -> tf.da
     order, which is often class by class. Taken by index, so a cached dataset (the Trainer's decoded eval split,
     components/trainer/data.py) is not decoded again for the elements left out."""
     total = int(examples.cardinality())
-    if total < 0:  # Unknown or infinite: counted (one pass; the Trainer's datasets carry their cardinality).
+    if total == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("Cannot sample an infinite dataset: pass a finite one (no repeat()).")
+    if total == tf.data.UNKNOWN_CARDINALITY:  # Counted (one pass); the Trainer's datasets carry their count.
         total = int(examples.reduce(tf.constant(0, tf.int64), lambda counted, _: counted + 1))
     if count is None or total <= count:
         return examples
