@@ -262,6 +262,39 @@ def test_files_in_many_small_batches_keep_their_fate_and_the_balance(tmp_path, m
     assert artifact.get_int_custom_property("files_read") == len(expected)
 
 
+def test_content_grouping_carries_a_reference_not_the_image(tmp_path):
+    # Beam's local runner holds a GroupByKey's whole input in memory: with the images in it, peak memory grew
+    # with the tree. The reading stage sets each example aside and passes on where it is.
+    root = tmp_path / "images" / "cat"
+    root.mkdir(parents=True)
+    items = []
+    for index in range(3):
+        path = root / f"photo {index}.png"
+        corpus.camera_photo(index, 300, 200).save(path)
+        items.append(("cat", str(path), True, None))
+    read = ingestion_executor._ReadAndCheck(LIMITS, len(items), str(tmp_path / "spill"), threads=2)
+    read.setup()
+    read.start_bundle()
+    candidates = [*read.process(items), *(windowed.value for windowed in read.finish_bundle())]
+    read.teardown()
+    by_uri = {fields[0]: (sha256, fields) for sha256, fields in candidates}
+    assert sorted(by_uri) == sorted(path for _, path, _, _ in items)
+    reader = ingestion_executor.example_spill.SpillReader()
+    for uri, (sha256, fields) in by_uri.items():
+        assert len(repr(fields)) < 1000  # Path, class, split, steps and a (file, offset, length) reference.
+        checked = image_tree.check_image(Path(uri).read_bytes(), LIMITS)
+        assert checked.sha256 == sha256 and len(checked.encoded) > 10_000
+        # Compared parsed: protobuf does not promise one byte order for a map's entries.
+        assert tf.train.Example.FromString(reader.read(fields[-1])) == image_tree.make_example(checked, "cat", uri)
+    reader.close()
+
+
+def test_set_aside_examples_are_removed_after_the_run(ingested_corpus):
+    _, _, output_dir, _, _ = ingested_corpus
+    assert not (output_dir / ingestion_executor.example_spill.SPILL_FOLDER_NAME).exists()
+    assert sorted(path.name for path in output_dir.iterdir() if path.name.startswith(".")) == []
+
+
 def test_batches_are_consecutive_and_bounded():
     assert ingestion_executor.batches(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
     assert ingestion_executor.batches([], 2) == []

@@ -28,7 +28,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.ingestion import example_files, image_tree
+from components.ingestion import example_files, example_spill, image_tree
 from components.ingestion.image_tree import tree_root
 from components.spans import resolution
 
@@ -62,7 +62,8 @@ PROGRESS_LOG_SECONDS = 15.0
 _WRITTEN = "written"
 _REPORT = "report"
 # A candidate travels through the content grouping as a plain tuple, which Beam's fast primitive coder
-# encodes without pickling: (uri, class, forced split or None, normalization steps, serialized tf.Example).
+# encodes without pickling: (uri, class, forced split or None, normalization steps, where its serialized
+# tf.Example was set aside: example_spill.Reference), so the grouping never holds the images.
 _URI, _CLASS, _FORCED_SPLIT, _NORMALIZATIONS, _EXAMPLE = range(5)
 
 
@@ -131,8 +132,11 @@ class _ReadAndCheck(beam.DoFn):
     Main output: (sha256, candidate) for the duplicate check; report records for the files that are
     quarantined or ignored, with their reason."""
 
-    def __init__(self, limits: image_tree.Limits, files_listed: int, threads: int = DEFAULT_READ_THREADS):
+    def __init__(self, limits: image_tree.Limits, files_listed: int, spill_folder: str,
+                 threads: int = DEFAULT_READ_THREADS):
         self._limits = limits
+        self._spill_folder = spill_folder
+        self._spill: Optional[example_spill.SpillWriter] = None  # Made per bundle, like the queue.
         self._files_listed = files_listed
         self._threads = threads
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -152,6 +156,7 @@ class _ReadAndCheck(beam.DoFn):
 
     def start_bundle(self):
         self._completed, self._in_flight = queue.SimpleQueue(), 0
+        self._spill = example_spill.SpillWriter(self._spill_folder)
 
     def process(self, batch: List[Tuple[str, str, bool, Optional[str]]]):
         for item in batch:
@@ -162,7 +167,10 @@ class _ReadAndCheck(beam.DoFn):
 
     def finish_bundle(self):
         # Outputs of finish_bundle carry their window (Beam's DoFn contract); the pipeline is globally windowed.
-        for output in self._outputs(wait_for=self._in_flight):
+        # The bundle's spill file is complete (closed) before its last outputs leave.
+        outputs = list(self._outputs(wait_for=self._in_flight))
+        self._spill.close()
+        for output in outputs:
             if isinstance(output, beam.pvalue.TaggedOutput):
                 yield beam.pvalue.TaggedOutput(output.tag, _in_global_window(output.value))
             else:
@@ -178,8 +186,13 @@ class _ReadAndCheck(beam.DoFn):
             counter, output = future.result()  # Re-raises an unexpected error here, failing the run.
             if counter:  # Beam's metrics container is per thread: counted here, not in the pool's threads.
                 beam.metrics.Metrics.counter("ImageExampleGen", counter).inc()
-            yield output
+            yield output if isinstance(output, beam.pvalue.TaggedOutput) else self._set_aside(output)
         self._progress.add(len(done))
+
+    def _set_aside(self, candidate: Tuple[str, Tuple]) -> Tuple[str, Tuple]:
+        """The candidate with its serialized example replaced by where the bundle's spill file holds it."""
+        sha256, fields = candidate
+        return sha256, (*fields[:_EXAMPLE], self._spill.append(fields[_EXAMPLE]))
 
     def _check_one(self, item: Tuple[str, str, bool, Optional[str]]) -> Tuple[Optional[str], Any]:
         """(counter name or None, output) of one file."""
@@ -209,6 +222,13 @@ class _ResolveDuplicates(beam.DoFn):
     def __init__(self, eval_buckets: int, total_buckets: int):
         self._eval_buckets = eval_buckets
         self._total_buckets = total_buckets
+        self._spill: Optional[example_spill.SpillReader] = None
+
+    def start_bundle(self):
+        self._spill = example_spill.SpillReader()
+
+    def finish_bundle(self):
+        self._spill.close()
 
     def process(self, sha_and_candidates):
         sha256, candidates = sha_and_candidates
@@ -236,7 +256,7 @@ class _ResolveDuplicates(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_REPORT, (_NORMALIZED, {
                 "uri": kept[_URI], "steps": list(kept[_NORMALIZATIONS])}))
         yield beam.pvalue.TaggedOutput(_REPORT, (_WRITTEN, (split, kept[_CLASS])))
-        yield beam.pvalue.TaggedOutput(_split_tag(split), kept[_EXAMPLE])
+        yield beam.pvalue.TaggedOutput(_split_tag(split), self._spill.read(kept[_EXAMPLE]))
 
 
 def _in_global_window(value: Any) -> WindowedValue:
@@ -364,42 +384,45 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples_artifact.span = int(exec_properties.get(utils.SPAN_PROPERTY_NAME) or 0)
         resolution.record_on_examples(examples_artifact, exec_properties)
         report_path = posixpath.join(examples_artifact.uri, REPORT_FILE_NAME)
+        spill_folder = posixpath.join(examples_artifact.uri, example_spill.SPILL_FOLDER_NAME)
 
         file_batches = batches(list_files(folders), FILES_PER_ELEMENT)
         files_listed = sum(len(batch) for batch in file_batches)
         logging.info("ImageExampleGen: %d files listed", files_listed)
 
-        with self._make_beam_pipeline() as pipeline:
-            read = (
-                pipeline
-                # Batch indexes, then the batches: beam.Create over the files themselves would infer a type hint
-                # from every one of them (apache_beam/transforms/core.py, Create.infer_output_type).
-                | "FileBatches" >> beam.Create(range(len(file_batches)), reshuffle=False)
-                | "Files" >> beam.Map(lambda index, listed=file_batches: listed[index])
-                | "Redistribute" >> beam.Reshuffle()  # Spreads the batches over the workers.
-                | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits, files_listed, read_threads)
-                                               ).with_outputs(_REPORT, main="candidates")
-            )
-            resolved = (
-                read.candidates
-                | "GroupByContent" >> beam.GroupByKey()
-                | "ResolveDuplicates" >> beam.ParDo(_ResolveDuplicates(eval_buckets, total_buckets)).with_outputs(
-                    _REPORT, *[_split_tag(split) for split in split_names])
-            )
-            for split in split_names:
-                _ = resolved[_split_tag(split)] | f"WriteSplit[{split}]" >> example_files.WriteExamples(
-                    artifact_utils.get_split_uri([examples_artifact], split))
-            _ = (
-                (read[_REPORT], resolved[_REPORT])
-                | "ReportRecords" >> beam.Flatten()
-                | "GatherReport" >> beam.CombineGlobally(_GatherReport())
-                | "WriteReport" >> beam.Map(
-                    lambda gathered: _write_json(build_report(
-                        root, layout, class_names, files_listed, sorted(gathered[_WRITTEN].items()),
-                        gathered[_QUARANTINED], gathered[_IGNORED], gathered[_DUPLICATE_GROUPS],
-                        gathered[_NORMALIZED]), report_path))
-            )
-
+        try:
+            with self._make_beam_pipeline() as pipeline:
+                read = (
+                    pipeline
+                    # Batch indexes, then the batches: beam.Create over the files themselves would infer a type hint
+                    # from every one of them (apache_beam/transforms/core.py, Create.infer_output_type).
+                    | "FileBatches" >> beam.Create(range(len(file_batches)), reshuffle=False)
+                    | "Files" >> beam.Map(lambda index, listed=file_batches: listed[index])
+                    | "Redistribute" >> beam.Reshuffle()  # Spreads the batches over the workers.
+                    | "ReadAndCheck" >> beam.ParDo(_ReadAndCheck(limits, files_listed, spill_folder, read_threads)
+                                                   ).with_outputs(_REPORT, main="candidates")
+                )
+                resolved = (
+                    read.candidates
+                    | "GroupByContent" >> beam.GroupByKey()
+                    | "ResolveDuplicates" >> beam.ParDo(_ResolveDuplicates(eval_buckets, total_buckets)).with_outputs(
+                        _REPORT, *[_split_tag(split) for split in split_names])
+                )
+                for split in split_names:
+                    _ = resolved[_split_tag(split)] | f"WriteSplit[{split}]" >> example_files.WriteExamples(
+                        artifact_utils.get_split_uri([examples_artifact], split))
+                _ = (
+                    (read[_REPORT], resolved[_REPORT])
+                    | "ReportRecords" >> beam.Flatten()
+                    | "GatherReport" >> beam.CombineGlobally(_GatherReport())
+                    | "WriteReport" >> beam.Map(
+                        lambda gathered: _write_json(build_report(
+                            root, layout, class_names, files_listed, sorted(gathered[_WRITTEN].items()),
+                            gathered[_QUARANTINED], gathered[_IGNORED], gathered[_DUPLICATE_GROUPS],
+                            gathered[_NORMALIZED]), report_path))
+                )
+        finally:  # Also when the pipeline failed.
+            example_spill.remove(spill_folder)
         with tf.io.gfile.GFile(report_path) as handle:
             report = json.load(handle)
         quarantine_path = posixpath.join(examples_artifact.uri, QUARANTINE_FILE_NAME)
