@@ -57,9 +57,23 @@ def camera_photo(source: np.ndarray, size, rng: np.random.Generator) -> Image.Im
     height, width = source.shape[:2]
     crop_w, crop_h = rng.integers(width // 2, width + 1), rng.integers(height // 2, height + 1)
     left, top = rng.integers(0, width - crop_w + 1), rng.integers(0, height - crop_h + 1)
-    crop = Image.fromarray(source[top:top + crop_h, left:left + crop_w]).resize(size, Image.Resampling.BICUBIC)
-    noisy = np.asarray(crop, np.int16) + rng.normal(0, 3, (size[1], size[0], 1)).astype(np.int16)
+    return scaled_to_camera_size(Image.fromarray(source[top:top + crop_h, left:left + crop_w]), size, rng)
+
+
+def scaled_to_camera_size(crop: Image.Image, size, rng: np.random.Generator) -> Image.Image:
+    """An RGB crop scaled up (bicubic) to `size`, with mild sensor-like noise."""
+    resized = crop.resize(size, Image.Resampling.BICUBIC)
+    noisy = np.asarray(resized, np.int16) + rng.normal(0, 3, (size[1], size[0], 1)).astype(np.int16)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def photo_layout(index: int):
+    """Photo `index`'s camera size and encoding: thirds of the sizes, the variants in turn."""
+    return CAMERA_SIZES[index % len(CAMERA_SIZES)], VARIANTS[(index // len(CAMERA_SIZES)) % len(VARIANTS)]
+
+
+def photo_file_name(index: int, size, variant: str) -> str:
+    return f"photo {index:04d} {size[0]}x{size[1]}.{'png' if variant == 'png' else 'jpg'}"
 
 
 def encode(photo: Image.Image, variant: str) -> bytes:
@@ -85,9 +99,8 @@ def photo_tree(count: int, scale: int) -> Path:
     for index in range(count * scale):
         rng = np.random.default_rng(index)
         name = names[index % len(names)]
-        size = CAMERA_SIZES[index % len(CAMERA_SIZES)]
-        variant = VARIANTS[(index // len(CAMERA_SIZES)) % len(VARIANTS)]
-        path = root / name / f"photo {index:04d} {size[0]}x{size[1]}.{'png' if variant == 'png' else 'jpg'}"
+        size, variant = photo_layout(index)
+        path = root / name / photo_file_name(index, size, variant)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode(camera_photo(sources[name], size, rng), variant))
     (root / ".complete").write_text("")
