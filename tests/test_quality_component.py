@@ -136,6 +136,8 @@ def test_flipped_labels_and_the_planted_leak_are_found_and_the_eval_copy_dropped
     summary = json.loads((tmp_path / "quality" / findings.SUMMARY_FILE_NAME).read_text())
     assert summary["estimated_label_noise"] > 0 and summary["stopped_run"] == []
     assert summary["examples_dropped_per_split"] == {"train": 0, "eval": 1}
+    # The stage's cost by step, the model build apart from the forward pass (their sum is the component's work).
+    assert list(summary["seconds"]) == ["read_and_signatures", "model_build", "featurize", "assess", "write"]
     for record in suspects + [member for group in groups for member in group["members"]]:
         assert Image.open(tmp_path / "quality" / record["thumbnail"]).size[0] <= examples_io.THUMBNAIL_SIDE
 

@@ -97,13 +97,17 @@ def _decoded_images(files: Sequence[str], tft_output: tft.TFTransformOutput) -> 
     return dataset.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
-def featurize_examples(files: Dict[str, List[str]], splits: Sequence[str], tft_output: tft.TFTransformOutput,
-                       config: TrainingConfig, num_classes: int) -> np.ndarray:
+def featurizing_model(config: TrainingConfig, num_classes: int) -> model_lib.Classifier:
+    """The Trainer's classifier (base with its weights loaded): what featurize_examples runs."""
+    return model_lib.build_model(max(num_classes, 2), config)
+
+
+def featurize_examples(classifier: model_lib.Classifier, files: Dict[str, List[str]], splits: Sequence[str],
+                       tft_output: tft.TFTransformOutput) -> np.ndarray:
     """[N, D] pooled features of the frozen base, split after split, in the order read_examples reads.
 
     One dataset over every split's files: the decoding graph and the base are traced once (each trace costs
     seconds)."""
-    classifier = model_lib.build_model(max(num_classes, 2), config)
     all_files = [path for split in splits for path in files[split]]
     return training.FeatureExtractor(classifier)(_decoded_images(all_files, tft_output))[0]
 

@@ -49,8 +49,10 @@ class Executor(base_executor.BaseExecutor):
         logging.info("Data quality: featurizing %d examples with the Trainer's base (%dx%d, weights %s)",
                      len(read.table.uris), config.image_size, config.image_size, config.weights)
         class_names = read_class_names(tft_output)
-        features = examples_io.featurize_examples(read.files, splits, tft_output, config, len(class_names))
-        clock.lap("featurize")  # Building the base (weights loaded) and its forward pass over every example.
+        classifier = examples_io.featurizing_model(config, len(class_names))
+        clock.lap("model_build")  # The base with its weights loaded.
+        features = examples_io.featurize_examples(classifier, read.files, splits, tft_output)
+        clock.lap("featurize")  # Decoding through the Transform graph, tracing, the forward pass over every example.
         result = assessment.assess(features, read.signatures, read.table, settings, read.statistics)
         clock.lap("assess")
 
