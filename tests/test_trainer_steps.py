@@ -4,6 +4,7 @@ import logging
 
 from tfx import v1 as tfx
 
+from components import features
 from components.trainer import run
 from tests.test_kfp_multiworker import write_examples
 
@@ -19,7 +20,8 @@ def test_run_fn_writes_the_seconds_of_each_step_beside_a_history_of_phases_only(
         run.run_fn(tfx.components.FnArgs(
             train_files=[examples], eval_files=[examples], transform_output=transform_output_dir,
             serving_model_dir=str(tmp_path / "serving"), model_run_dir=str(model_run),
-            custom_config={run.TRAINING_CONFIG_KEY: TINY, run.CHECKPOINT_ROOT_KEY: str(tmp_path / "checkpoints")}))
+            custom_config={run.TRAINING_CONFIG_KEY: {**TINY, "tflite_eval_examples": 4},
+                           run.CHECKPOINT_ROOT_KEY: str(tmp_path / "checkpoints")}))
 
     steps = json.loads((model_run / run.STEP_SECONDS_FILE).read_text())
     assert list(steps) == ["read inputs", "model build (weights loaded)", "data-quality features read",
@@ -31,3 +33,6 @@ def test_run_fn_writes_the_seconds_of_each_step_beside_a_history_of_phases_only(
     assert set(history) == {"phase1", "phase2"}
     assert steps["training (both phases)"] >= history["phase1"]["seconds"] + history["phase2"]["seconds"]
     assert "Trainer step 'SavedModel export' took" in caplog.text
+    # The TFLite model is scored on a sample of the eval split of the configured size, not on all of it.
+    tflite = json.loads((tmp_path / "serving" / features.TFLITE_DIR / features.TFLITE_EVALUATION_FILE_NAME).read_text())
+    assert tflite["eval_examples"] == 4
