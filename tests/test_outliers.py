@@ -89,3 +89,11 @@ def test_saturation_statistics_are_the_per_pixel_channel_range():
     channels = pixels.astype(np.float32) / 255.0
     saturation = channels.max(axis=2) - channels.min(axis=2)
     assert statistics[-2] == np.float32(saturation.mean()) and statistics[-1] == np.float32(saturation.std())
+
+
+def test_nearest_neighbours_at_equal_distances_are_taken_in_index_order():
+    # Exact copies (the same image filed twice) sit at equal distances: the choice is deterministic.
+    vectors = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [5.0, 5.0]], dtype=np.float32)
+    distances, indices = outliers.nearest_neighbours(vectors, 3, cosine=False)
+    assert indices[0].tolist() == [1, 2, 3] and distances[0].tolist() == [1.0, 1.0, 1.0]
+    assert indices.dtype == np.int64
