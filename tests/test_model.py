@@ -138,6 +138,35 @@ def test_rotation_zoom_draws_within_its_ranges():
     np.testing.assert_array_equal(layer(images, training=False), images)
 
 
+def _uniform_draws_per_layer(augmentation, monkeypatch, batch=64):
+    """Each random layer's tf.random.uniform draws in one traced call (as in a training step), mapped to [0, 1)."""
+    recorded = []
+    original = tf.random.uniform
+
+    def recording_uniform(shape, minval=0, maxval=None, *args, **kwargs):
+        draws = original(shape, minval, maxval, *args, **kwargs)
+        recorded.append((tf.get_current_name_scope(), tf.reshape((draws - minval) / (maxval - minval), [-1])))
+        return draws
+
+    def traced_step(images):
+        augmentation(images, training=True)
+        # Keras also calls layers in scratch graphs to infer shapes: only this graph's draws are returned.
+        return {scope: draws for scope, draws in recorded if draws.graph is images.graph}
+
+    monkeypatch.setattr(tf.random, "uniform", recording_uniform)
+    return tf.function(traced_step)(np.zeros((batch, 32, 32, 3), np.float32))
+
+
+def test_rotation_zoom_and_contrast_draw_independent_random_numbers(monkeypatch):
+    # With one op seed for both, the two layers read one stream in a traced step: each image's contrast
+    # factor was one of the numbers that drew the rotations and zooms.
+    draws = _uniform_draws_per_layer(model_lib.build_augmentation(TrainingConfig(**SMALL)), monkeypatch)
+    rotation_zoom, = [value.numpy() for scope, value in draws.items() if "random_rotation_zoom" in scope]
+    contrast, = [value.numpy() for scope, value in draws.items() if "random_contrast" in scope]
+    correlation = np.corrcoef(rotation_zoom[: len(contrast)], contrast)[0, 1]
+    assert abs(correlation) < 0.4, f"the two layers' draws correlate at {correlation:.2f}"
+
+
 class _CrashAfterEpoch(tf_keras.callbacks.Callback):
     """Stands in for a killed process: fails once the given epoch of phase 2 has been saved."""
 

@@ -118,16 +118,24 @@ class RandomRotationZoom(tf_keras.layers.Layer):
         return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom, "seed": self.seed}
 
 
+# Each random layer's seed is config.seed plus its own offset. tf.random.uniform ops with one op seed read one
+# stream inside a traced function, so with a shared seed each image's contrast factor was one of the numbers
+# that drew the batch's rotations and zooms. Fixed offsets, so that turning one layer off keeps the others' draws.
+_SEED_OFFSETS = {"flip": 0, "rotation_zoom": 1, "contrast": 2}
+
+
 def build_augmentation(config: TrainingConfig) -> Optional[tf_keras.Model]:
     """Random flips, rotations, zooms and contrast; Keras runs these layers only when training."""
     layers = []
     if config.augment_flip:
-        layers.append(tf_keras.layers.RandomFlip("horizontal", seed=config.seed))
+        layers.append(tf_keras.layers.RandomFlip("horizontal", seed=config.seed + _SEED_OFFSETS["flip"]))
     if config.augment_rotation or config.augment_zoom:
-        layers.append(RandomRotationZoom(config.augment_rotation, config.augment_zoom, seed=config.seed,
+        layers.append(RandomRotationZoom(config.augment_rotation, config.augment_zoom,
+                                         seed=config.seed + _SEED_OFFSETS["rotation_zoom"],
                                          name="random_rotation_zoom"))
     if config.augment_contrast:
-        layers.append(RangeKeepingContrast(config.augment_contrast, seed=config.seed, name="random_contrast"))
+        layers.append(RangeKeepingContrast(config.augment_contrast, seed=config.seed + _SEED_OFFSETS["contrast"],
+                                           name="random_contrast"))
     return tf_keras.Sequential(layers, name="augmentation") if layers else None
 
 
