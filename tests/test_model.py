@@ -167,6 +167,24 @@ def test_rotation_zoom_and_contrast_draw_independent_random_numbers(monkeypatch)
     assert abs(correlation) < 0.4, f"the two layers' draws correlate at {correlation:.2f}"
 
 
+def _fit_head_briefly(strategy):
+    with strategy.scope():
+        head = model_lib.build_model(3, TrainingConfig(**SMALL)).head
+        model_lib.compile_for_phase(head, 1e-3)
+    features = np.random.default_rng(0).uniform(size=(10, head.input_shape[-1])).astype(np.float32)
+    head.fit(features, tf.one_hot(np.arange(10) % 3, 3).numpy(), batch_size=4, epochs=2, verbose=0)
+    return head
+
+
+@pytest.mark.parametrize("strategy", [tf.distribute.get_strategy, lambda: tf.distribute.MirroredStrategy(["/cpu:0"])],
+                         ids=["default", "mirrored"])
+def test_a_compiled_phase_traces_its_train_step_once(strategy):
+    # Adam creating its slots inside the first trace made Keras trace every phase's train step twice.
+    head = _fit_head_briefly(strategy())
+    assert head.train_function.experimental_get_tracing_count() == 1
+    assert len(head.optimizer.variables) == 1 + 2 * len(head.trainable_variables)  # iteration, m and v.
+
+
 class _CrashAfterEpoch(tf_keras.callbacks.Callback):
     """Stands in for a killed process: fails once the given epoch of phase 2 has been saved."""
 
