@@ -227,42 +227,42 @@ class BoundarySplit:
 
     bottom: tf_keras.Model  # image -> activations at the boundary (frozen).
     top: tf_keras.Model  # boundary activations -> rest of the base -> pool -> head: what phase 2 trains.
-    top_features: tf_keras.Model  # boundary activations -> rest of the base -> pool (no head).
 
 
-def _rebuild_from(base: tf_keras.Model, start: int) -> tf_keras.Model:
-    """The base's layers from index `start` on, called again on a new Input that stands for the boundary.
+def _call_base_from(base: tf_keras.Model, start: int, inputs) -> tf.Tensor:
+    """The base's layers from index `start` on, called again on `inputs`, a new Input that stands for the boundary.
 
     Each layer is re-called on the tensors its first (its only, in the base's own graph) call received,
     so weights are shared, not copied. Keras' MobileNetV2 (tf_keras/src/applications/mobilenet_v2.py,
     `_inverted_res_block`) feeds each block one tensor, the previous block's output, which the block's first
-    layer and, in a residual block, its Add both read: that tensor is the whole boundary.
+    layer and, in a residual block, its Add both read: that tensor is the whole boundary. training=False as
+    in build_model: BatchNorm above the boundary stays in inference mode too (Keras drops the argument for
+    layers whose call takes none). Called layer by layer, not as a nested model of the top blocks, whose call
+    was a second symbolic pass through them (split_at_block at 96x96 from block 13: 0.42-0.49 s before,
+    0.28-0.34 s after, five interleaved rounds in one process, load average 5.5-6).
     """
-    boundary = base.layers[start].get_input_at(0)
-    if isinstance(boundary, (list, tuple)):
-        raise ValueError(f"{base.layers[start].name} takes several inputs: not a block boundary of a MobileNetV2.")
-    inputs = tf_keras.Input(shape=boundary.shape[1:], dtype=boundary.dtype, name="boundary_activations")
-    rebuilt = {id(boundary): inputs}
+    rebuilt = {id(base.layers[start].get_input_at(0)): inputs}
     for layer in base.layers[start:]:
         try:
             layer_inputs = tf.nest.map_structure(lambda tensor: rebuilt[id(tensor)], layer.get_input_at(0))
         except KeyError as error:
             raise ValueError(f"{layer.name} reads a tensor from below the boundary at {base.layers[start].name}: "
                              "this base cannot be cut there.") from error
-        rebuilt[id(layer.get_output_at(0))] = layer(layer_inputs)
-    return tf_keras.Model(inputs, rebuilt[id(base.output)], name="base_top")
+        rebuilt[id(layer.get_output_at(0))] = layer(layer_inputs, training=False)
+    return rebuilt[id(base.output)]
 
 
 def split_at_block(classifier: Classifier, block: int) -> BoundarySplit:
     """Cuts the classifier at the input of MobileNetV2 block `block` (LAST_BLOCK + 1: the final 1x1 conv)."""
     start = first_layer_of_block(classifier.base, block)
-    bottom = tf_keras.Model(classifier.base.input, classifier.base.layers[start].get_input_at(0), name="base_bottom")
-    base_top = _rebuild_from(classifier.base, start)
-    inputs = tf_keras.Input(shape=base_top.input_shape[1:], name="boundary_activations")
-    # training=False as in build_model: BatchNorm above the boundary stays in inference mode too.
-    pooled = classifier.features.get_layer("pool")(base_top(inputs, training=False))
-    top_features = tf_keras.Model(inputs, pooled, name="top_features")
+    boundary = classifier.base.layers[start].get_input_at(0)
+    if isinstance(boundary, (list, tuple)):
+        raise ValueError(f"{classifier.base.layers[start].name} takes several inputs: not a block boundary of a "
+                         "MobileNetV2.")
+    bottom = tf_keras.Model(classifier.base.input, boundary, name="base_bottom")
+    inputs = tf_keras.Input(shape=boundary.shape[1:], name="boundary_activations")
+    pooled = classifier.features.get_layer("pool")(_call_base_from(classifier.base, start, inputs))
     # Named as the whole model, whose trainable variables it trains: callbacks and tests that follow the
     # classifier's epochs by model name see phase 2 alike on either path.
     top = tf_keras.Model(inputs, classifier.head(pooled), name=classifier.model.name)
-    return BoundarySplit(bottom=bottom, top=top, top_features=top_features)
+    return BoundarySplit(bottom=bottom, top=top)
