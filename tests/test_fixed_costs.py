@@ -3,6 +3,8 @@
 - The export traced the model once per image signature (serving_tf_example repeated serving_default's body);
   now the tf.Example signature calls the image-bytes function, so one trace serves both.
 
+- AutoGraph transpiled the serving functions and the TFLite conversion's from their source on each export,
+  though none has Python control flow on tensors; they are traced with autograph=False.
 - Keras' SavedModel export traced every layer's call functions so that the model could be revived as Keras
   layers; nothing loads it as Keras, and for MobileNetV2 the traces were 3/4 of the export's time.
 - Without a stated model type TFMA's get_model_type loaded the whole SavedModel with Keras to detect whether it
@@ -21,7 +23,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from components import features
 from components.evaluation.eval_config import build_eval_config
-from components.trainer.serving import export_serving_model, read_class_names, tf_example
+from components.trainer.serving import convert_to_tflite, export_serving_model, read_class_names, tf_example
 from components.transform import preprocessing
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_components
@@ -74,6 +76,27 @@ def test_both_image_signatures_share_one_trace_of_the_model(exported):
     from_example = loaded.signatures[features.TF_EXAMPLE_SIGNATURE](examples=tf.constant([tf_example(image)]))
     for key in (features.PROBABILITIES_KEY, features.TOP_K_IDS_KEY, features.TOP_K_NAMES_KEY):
         np.testing.assert_array_equal(from_bytes[key].numpy(), from_example[key].numpy())
+
+
+def test_the_export_and_the_tflite_conversion_transpile_nothing_with_autograph(serving_transform_output_dir,
+                                                                              tmp_path, monkeypatch):
+    """AutoGraph rewrote the serving functions (the image checks, their tf.case branches, map_fn's body) from
+    their source on every export, though none has Python control flow on tensors: 1.8 s of CPU per export."""
+    from tensorflow.python.autograph.impl import api as autograph_api
+
+    transpiled = []
+    original = autograph_api._convert_actual
+    monkeypatch.setattr(autograph_api, "_convert_actual",
+                        lambda entity, context: transpiled.append(entity) or original(entity, context))
+    tft_output = tft.TFTransformOutput(serving_transform_output_dir)
+    class_names = read_class_names(tft_output)
+    model = small_classifier(class_names, 0)
+    export_serving_model(model, tft_output, class_names, str(tmp_path / "model"), top_k=2)
+    convert_to_tflite(model, 32, "float16")
+    # TF's own save wraps each signature in a tf.function of its own (saved_model/signature_serialization.py,
+    # canonicalize_signatures): three one-line wrappers, not ours.
+    assert [entity for entity in transpiled if entity.__module__.startswith("components")] == []
+    assert len(transpiled) <= 3
 
 
 def test_tfma_loads_the_exported_model_by_its_signatures_without_keras(exported, monkeypatch):
