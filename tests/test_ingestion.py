@@ -152,6 +152,52 @@ def test_executor_writes_splits_and_accounts_for_every_file(color_tree, tmp_path
     assert artifact.split_names == '["train", "eval"]'
 
 
+def test_example_writer_moves_each_bundles_file_to_a_shard_and_leaves_one_empty_shard_for_an_empty_split(
+        tmp_path):
+    from components.ingestion import example_files
+
+    split_uris = {split: str(tmp_path / f"Split-{split}") for split in image_tree.SPLITS}
+    unfinished = str(tmp_path / ".unfinished_examples")
+    records = [(image_tree.TRAIN_SPLIT, f"example {index}".encode()) for index in range(5)]
+    writer, written = example_files._WriteBundleFiles(unfinished), []
+    for bundle in (records[:3], records[3:]):
+        writer.start_bundle()
+        for record in bundle:
+            writer.process(record)
+        written += [windowed.value for windowed in writer.finish_bundle()]
+    # A failed attempt's file: written, never reported, so never moved.
+    (Path(unfinished) / image_tree.TRAIN_SPLIT / "failed attempt.gz").write_bytes(b"partial")
+    example_files.finalize(written, split_uris, unfinished)
+
+    train = sorted(Path(split_uris[image_tree.TRAIN_SPLIT]).iterdir())
+    assert [path.name for path in train] == [example_files.shard_name(0, 2), example_files.shard_name(1, 2)]
+    read = [r.numpy() for path in train for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
+    assert sorted(read) == sorted(example for _, example in records)
+    empty = list(Path(split_uris[image_tree.EVAL_SPLIT]).iterdir())
+    assert [path.name for path in empty] == [example_files.shard_name(0, 1)]
+    assert list(tf.data.TFRecordDataset(str(empty[0]), compression_type="GZIP")) == []
+    assert not os.path.exists(unfinished)
+
+
+def test_ingestion_graph_reads_side_inputs_only_for_its_two_global_combines(color_tree, tmp_path, monkeypatch):
+    """The local runner sizes each side input it loads by walking every imported module's globals (about
+    10 ms each with TensorFlow imported): Beam's Write read 6 per split. What is left is the default value
+    that CombineGlobally injects for an empty input, for the report and for the list of written files."""
+    from apache_beam.portability import common_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    pipelines = []
+    make_pipeline = ingestion_executor.Executor._make_beam_pipeline
+    monkeypatch.setattr(ingestion_executor.Executor, "_make_beam_pipeline",
+                        lambda self: pipelines.append(make_pipeline(self)) or pipelines[-1])
+    _run_executor(color_tree, tmp_path / "examples")
+    transforms = pipelines[0].to_runner_api().components.transforms.values()
+    with_side_inputs = sorted(transform.unique_name.split("/")[0] for transform in transforms
+                              if transform.spec.urn == common_urns.primitives.PAR_DO.urn
+                              and beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload).side_inputs)
+    assert with_side_inputs == ["GatherReport", "WriteSplits"]
+
+
 def test_example_files_are_what_tfx_readers_open(color_tree, tmp_path):
     """Written by ingestion's own sink (gzip level 0, no reshuffle): named as TFX's WriteSplit names them and
     read by tfx_bsl's TFExampleRecord, which StatisticsGen and Transform use and which picks GZIP by suffix."""

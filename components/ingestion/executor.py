@@ -54,6 +54,8 @@ _FILES_IN_FLIGHT_PER_THREAD = 2
 FILES_PER_ELEMENT = 64
 # Progress lines at most this often: visible on a long run, without flooding the log.
 PROGRESS_LOG_SECONDS = 15.0
+# Inside the output artifact's folder while the pipeline runs: the example files not yet moved to their splits.
+_UNFINISHED_FOLDER_NAME = ".unfinished_examples"
 
 
 
@@ -61,14 +63,11 @@ PROGRESS_LOG_SECONDS = 15.0
 # normalized file becomes one small (tag, entry) record, and one combine turns them all into the report.
 _WRITTEN = "written"
 _REPORT = "report"
+_EXAMPLES = "examples"  # (split, serialized tf.Example) of every example kept.
 # A candidate travels through the content grouping as a plain tuple, which Beam's fast primitive coder
 # encodes without pickling: (uri, class, forced split or None, normalization steps, where its serialized
 # tf.Example was set aside: example_spill.Reference), so the grouping never holds the images.
 _URI, _CLASS, _FORCED_SPLIT, _NORMALIZATIONS, _EXAMPLE = range(5)
-
-
-def _split_tag(split: str) -> str:
-    return f"split-{split}"
 
 
 def batches(files: List, size: int) -> List[List]:
@@ -216,7 +215,7 @@ class _ResolveDuplicates(beam.DoFn):
     Same content under one class: the first copy is kept (a train/ copy before an eval/ one, so the eval
     split never holds an image the model trained on), the others are quarantined as duplicates.
     Same content under different classes: the label is contradictory, so every copy is quarantined.
-    Outputs: the serialized example under its split's tag, and report records.
+    Outputs: (split, serialized example) under the _EXAMPLES tag, and report records.
     """
 
     def __init__(self, eval_buckets: int, total_buckets: int):
@@ -256,7 +255,7 @@ class _ResolveDuplicates(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_REPORT, (_NORMALIZED, {
                 "uri": kept[_URI], "steps": list(kept[_NORMALIZATIONS])}))
         yield beam.pvalue.TaggedOutput(_REPORT, (_WRITTEN, (split, kept[_CLASS])))
-        yield beam.pvalue.TaggedOutput(_split_tag(split), self._spill.read(kept[_EXAMPLE]))
+        yield beam.pvalue.TaggedOutput(_EXAMPLES, (split, self._spill.read(kept[_EXAMPLE])))
 
 
 def _in_global_window(value: Any) -> WindowedValue:
@@ -385,6 +384,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         resolution.record_on_examples(examples_artifact, exec_properties)
         report_path = posixpath.join(examples_artifact.uri, REPORT_FILE_NAME)
         spill_folder = posixpath.join(examples_artifact.uri, example_spill.SPILL_FOLDER_NAME)
+        unfinished_folder = posixpath.join(examples_artifact.uri, _UNFINISHED_FOLDER_NAME)
 
         file_batches = batches(list_files(folders), FILES_PER_ELEMENT)
         files_listed = sum(len(batch) for batch in file_batches)
@@ -406,11 +406,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                     read.candidates
                     | "GroupByContent" >> beam.GroupByKey()
                     | "ResolveDuplicates" >> beam.ParDo(_ResolveDuplicates(eval_buckets, total_buckets)).with_outputs(
-                        _REPORT, *[_split_tag(split) for split in split_names])
+                        _REPORT, _EXAMPLES)
                 )
-                for split in split_names:
-                    _ = resolved[_split_tag(split)] | f"WriteSplit[{split}]" >> example_files.WriteExamples(
-                        artifact_utils.get_split_uri([examples_artifact], split))
+                _ = resolved[_EXAMPLES] | "WriteSplits" >> example_files.WriteExamples(
+                    {split: artifact_utils.get_split_uri([examples_artifact], split) for split in split_names},
+                    unfinished_folder)
                 _ = (
                     (read[_REPORT], resolved[_REPORT])
                     | "ReportRecords" >> beam.Flatten()
@@ -423,6 +423,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 )
         finally:  # Also when the pipeline failed.
             example_spill.remove(spill_folder)
+            example_files.remove(unfinished_folder)
         with tf.io.gfile.GFile(report_path) as handle:
             report = json.load(handle)
         quarantine_path = posixpath.join(examples_artifact.uri, QUARANTINE_FILE_NAME)
