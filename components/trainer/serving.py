@@ -136,8 +136,7 @@ def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutpu
                          warmup_images: Sequence[bytes] = (), model_info: Optional[Dict] = None) -> None:
     """Saves the SavedModel, then its assets.extra/ files: warmup requests (from `warmup_images`, real
     encoded images) and model_info.json (class names, limits and whatever `model_info` adds)."""
-    # Attached to the model so that SavedModel tracks the Transform graph and its assets (the vocabulary).
-    model.tft_layer = tft_output.transform_features_layer()
+    tft_layer = tft_output.transform_features_layer()
     raw_spec = tft_output.raw_feature_spec()
     names = tf.constant(class_names)
     k = min(top_k, len(class_names))
@@ -145,7 +144,7 @@ def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutpu
     def classify(image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
         image_bytes = checked_image_bytes(image_bytes, limits)
         # The raw feature spec holds one value per example: [batch] -> [batch, 1].
-        transformed = model.tft_layer({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+        transformed = tft_layer({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
         return named_outputs(model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False), names, k)
 
     # autograph=False: these functions have no Python control flow on tensors (tf.case and map_fn take plain
@@ -166,26 +165,50 @@ def export_serving_model(model: tf_keras.Model, tft_output: tft.TFTransformOutpu
     def transform_features(serialized):
         # Only the label is fed: TFT prunes the image branch, so TFMA does not decode every image twice.
         raw = tf.io.parse_example(serialized, {features.LABEL_KEY: raw_spec[features.LABEL_KEY]})
-        transformed = model.tft_layer(raw)
+        transformed = tft_layer(raw)
         return {features.TRANSFORMED_LABEL_KEY: transformed[features.TRANSFORMED_LABEL_KEY]}
 
     # The tf.functions themselves, not concrete functions traced here: under MultiWorkerMirroredStrategy a
     # concrete function that reads distributed variables "cannot be saved" (concrete_function.py,
     # _export_to_saved_model_graph); saving traces them itself from their input signatures.
-    # save_traces=False: Keras would also trace every layer's call functions so that the SavedModel can be
-    # revived as Keras layers without their code (tf_keras/src/saving/legacy/saved_model/base_serialization.py,
-    # trackable_children); nothing loads it as Keras (TF Serving, TFMA's TF_GENERIC and the
-    # clients call the signatures), and tracing them was 3/4 of the export (MobileNetV2: 78 s -> 18 s under load).
-    model.save(export_dir, save_format="tf", save_traces=False, signatures={
-        features.SERVING_SIGNATURE: serve_image_bytes,
-        features.TF_EXAMPLE_SIGNATURE: serve_tf_examples,
-        features.TRANSFORM_SIGNATURE: transform_features,
-    })
+    with without_keras_layer_traces():
+        tf.saved_model.save(servable(model, tft_layer), export_dir, signatures={
+            features.SERVING_SIGNATURE: serve_image_bytes,
+            features.TF_EXAMPLE_SIGNATURE: serve_tf_examples,
+            features.TRANSFORM_SIGNATURE: transform_features,
+        })
     info = {"class_names": list(class_names), "top_k": k, "input_limits": dataclasses.asdict(limits),
             "signatures": [features.SERVING_SIGNATURE, features.TF_EXAMPLE_SIGNATURE], **(model_info or {})}
     write_json(os.path.join(export_dir, features.ASSETS_EXTRA_DIR, features.MODEL_INFO_FILE_NAME), info)
     if warmup_images:
         write_warmup_requests(export_dir, list(warmup_images)[:WARMUP_IMAGES])
+
+
+def servable(model: tf_keras.Model, tft_layer: tf.Module) -> tf.Module:
+    """What the SavedModel holds besides its signatures: the model's variables and the Transform graph (with its
+    assets, the vocabulary), in a plain tf.Module rather than the Keras model.
+
+    Nothing loads the export as Keras (TF Serving, TFMA's TF_GENERIC and the clients call the signatures), and
+    Keras' own save pays for that: it traced every layer's call functions (save_traces; MobileNetV2 78 s -> 18 s
+    without them, under load), and even without them it serializes every layer's config to keras_metadata.pb
+    and walks its layers' object graph (tf_keras/src/saving/legacy/saved_model/layer_serialization.py,
+    python_properties; about 1/5 of a MobileNetV2 export in cProfile). Export CPU 5.9 -> 3.9 s (MobileNetV2
+    96x96, medians of 3 fresh processes each, load average 5.7-10), same probabilities.
+    """
+    servable_module = tf.Module()
+    servable_module.variables_of_the_model = list(model.variables)
+    servable_module.tft_layer = tft_layer
+    return servable_module
+
+
+def without_keras_layer_traces():
+    """Keras' save_traces=False for a tf.saved_model.save: the Transform graph's layer (TFT's
+    TransformFeaturesLayer is a Keras model) is saved without traces of its call functions, as model.save(...,
+    save_traces=False) did. The one use of this private tf_keras scope, which that save enters itself
+    (tf_keras/src/saving/legacy/save.py, save_model; tf_keras/src/saving/legacy/saved_model/utils.py)."""
+    from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
+
+    return keras_option_scope(save_traces=False)
 
 
 def write_json(path: str, values: Dict) -> None:
