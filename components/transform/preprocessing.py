@@ -23,6 +23,11 @@ DEFAULT_IMAGE_SIZE = 224
 FORCE_TF_COMPAT_V1 = True
 
 
+# Not run through AutoGraph: tf.map_fn converts its function, and AutoGraph then rewrote the whole decoding
+# module (180 conversions over tf.Transform's five traces, 2.6-2.8 s of CPU in Transform's executor; README
+# Benchmarks) though it has no Python control flow on tensors, only tf.cond and tf.while_loop. Python control flow on a
+# tensor added here would fail loudly when traced, not change silently.
+@tf.autograph.experimental.do_not_convert
 def decode_and_scale(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """Decodes one encoded image to float32 [image_size, image_size, 3] in [-1, 1].
 
