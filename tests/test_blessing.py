@@ -3,7 +3,6 @@
 Models are small Keras classifiers behind the real export (Transform graph, signatures, limits): the
 gate and the push are what is tested here, not MobileNetV2 (tests/test_pipeline_e2e.py runs that).
 """
-import glob
 import json
 import os
 
@@ -16,7 +15,6 @@ from tfx.utils import proto_utils
 
 from components import features
 from components.evaluation import eval_config as eval_config_lib
-from components.evaluation.component import BEAM_PIPELINE_ARGS
 from components.evaluation.component import Executor as EvaluatorExecutor
 from components.evaluation.component import REASONS_PROPERTY
 from components.pusher.component import Executor as PusherExecutor
@@ -63,26 +61,15 @@ def eval_examples(tmp_path_factory):
     return write_eval_examples(tmp_path_factory.mktemp("examples"), list(COLORS))
 
 
-# What the local pipeline hands the Evaluator: its Beam args, then the component's (GatedEvaluator).
-EVALUATOR_BEAM_ARGS = [*LOCAL_BEAM_ARGS, *BEAM_PIPELINE_ARGS]
-
-
-def evaluate(tmp_path, examples, model, baseline, eval_config, beam_args=EVALUATOR_BEAM_ARGS):
+def evaluate(tmp_path, examples, model, baseline, eval_config):
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
     inputs = {"examples": [examples], "model": [model]}
     if baseline is not None:
         inputs["baseline_model"] = [baseline]
-    EvaluatorExecutor(EvaluatorExecutor.Context(beam_pipeline_args=list(beam_args))).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, {
+    EvaluatorExecutor(EvaluatorExecutor.Context(beam_pipeline_args=list(LOCAL_BEAM_ARGS))).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, {
         "eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps(["eval"])})
     return blessing
-
-
-def evaluation_records(blessing):
-    """Every record TFMA wrote (metrics, plots, validations, attributions), by file, in a stable order."""
-    evaluation_dir = os.path.join(os.path.dirname(blessing.uri), "evaluation")
-    return {os.path.basename(path): sorted(tf.data.TFRecordDataset(path).as_numpy_iterator())
-            for path in sorted(glob.glob(os.path.join(evaluation_dir, "*.tfrecord")))}
 
 
 def push(tmp_path, model, blessing, serving_dir):
@@ -121,19 +108,6 @@ def test_first_model_is_blessed_then_a_zero_step_model_is_refused_and_not_pushed
     assert "change vs. baseline" in why
     assert push(tmp_path / "second", models["zero_steps"], second, serving_dir).get_int_custom_property("pushed") == 0
     assert sorted(os.listdir(serving_dir)) == [".version-1.claim", "1", MODEL_CONFIG_FILE]  # + TF Serving's config
-
-
-@pytest.mark.slow  # Two TFMA runs on Beam (about 40 s).
-def test_evaluation_without_beam_type_checks_writes_the_same_records(tmp_path, models, eval_examples):
-    config = eval_config_lib.build_eval_config(**LOW_BAR, class_names=list(COLORS))
-    checked = evaluate(tmp_path / "checked", eval_examples, models["trained"], None, config, list(LOCAL_BEAM_ARGS))
-    unchecked = evaluate(tmp_path / "unchecked", eval_examples, models["trained"], None, config)
-    records = evaluation_records(checked)
-    assert {"metrics-00000-of-00001.tfrecord", "plots-00000-of-00001.tfrecord", "validations.tfrecord"} <= set(records)
-    assert evaluation_records(unchecked) == records
-    assert unchecked.get_int_custom_property("blessed") == checked.get_int_custom_property("blessed") == 1
-    assert json.load(open(os.path.join(unchecked.uri, "blessing_report.json"))) == \
-        json.load(open(os.path.join(checked.uri, "blessing_report.json")))
 
 
 @pytest.mark.slow  # One TFMA run on Beam (about 20 s).

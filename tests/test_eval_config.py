@@ -1,12 +1,9 @@
 """The EvalConfig built from settings: what it measures, and the configurations it refuses at build time."""
 import pytest
 import tensorflow_model_analysis as tfma
-from tfx import types
-from tfx.types import standard_artifacts
 
 from components import features
 from components.evaluation import eval_config as eval_config_lib
-from components.evaluation.component import GatedEvaluator
 from components.evaluation.eval_config import ACCURACY_METRIC, build_eval_config, validate
 
 
@@ -55,11 +52,3 @@ def test_without_class_names_every_label_value_is_a_slice():
     config = build_eval_config(None, None, 0.5)
     assert list(config.slicing_specs[1].feature_keys) == [features.LABEL_KEY]
     assert eval_config_lib.threshold_metric_names(config) == [ACCURACY_METRIC]
-
-
-def test_the_evaluator_builds_its_beam_pipeline_without_type_checks():
-    evaluator = GatedEvaluator(examples=types.Channel(type=standard_artifacts.Examples),
-                               model=types.Channel(type=standard_artifacts.Model),
-                               eval_config=build_eval_config(0.6, None))
-    assert evaluator.executor_spec.beam_pipeline_args == ["--no_pipeline_type_check"]
-    assert GatedEvaluator.EXECUTOR_SPEC.beam_pipeline_args == []  # The class's spec is copied, not changed.

@@ -25,13 +25,6 @@ REPORT_PROPERTY = "blessing_report"
 ACCURACY_PROPERTY = "accuracy"
 EXAMPLE_COUNTS_PROPERTY = "examples_per_class_and_split"
 
-# Beam options of the Evaluator's pipeline, added after the pipeline-wide ones. No construction-time type checks:
-# Beam 2.74 re-parses every pipeline option (argparse over all options classes) for each type-hint comparison
-# (apache_beam/typehints/typehints.py, is_consistent_with; apache_beam/pipeline.py, _infer_result_type), about
-# half of building TFMA's graph (README, Benchmarks: the Evaluator's fixed cost). The graph is TFMA's own, fixed and
-# tested upstream; tests/test_blessing.py checks that every record it writes is the same without the checks.
-BEAM_PIPELINE_ARGS = ("--no_pipeline_type_check",)
-
 
 def read_model_info(model_uri: str) -> Dict:
     path = os.path.join(path_utils.serving_model_path(model_uri), features.ASSETS_EXTRA_DIR,
@@ -103,12 +96,6 @@ class Executor(evaluator_executor.Executor):
 
 
 class GatedEvaluator(evaluator_component.Evaluator):
-    """TFX's Evaluator with the executor above and BEAM_PIPELINE_ARGS; same inputs, outputs and parameters."""
+    """TFX's Evaluator with the executor above; same inputs, outputs and parameters."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Component-level Beam args come after the pipeline's (tfx/orchestration/pipeline.py,
-        # add_beam_pipeline_args_to_component), on every runner.
-        self.with_beam_pipeline_args(list(BEAM_PIPELINE_ARGS))
