@@ -25,6 +25,8 @@ import tensorflow as tf
 from apache_beam.transforms.window import GlobalWindows
 from tfx.components.example_gen import write_split
 
+from components.ingestion import example_spill
+
 EXAMPLE_FILE_SUFFIX = ".gz"  # What write_split.WriteSplit writes, and what readers detect GZIP by.
 # Stored deflate blocks: a valid gzip stream, read by TensorFlow's and Beam's GZIP readers.
 GZIP_LEVEL = 0
@@ -78,12 +80,7 @@ def finalize(written: List[Tuple[str, str]], split_uris: Dict[str, str], temp_fo
             _record_writer(posixpath.join(split_uri, shard_name(0, 1))).close()
         for index, path in enumerate(files):
             tf.io.gfile.rename(path, posixpath.join(split_uri, shard_name(index, len(files))), overwrite=True)
-    remove(temp_folder)
-
-
-def remove(temp_folder: str) -> None:
-    if tf.io.gfile.exists(temp_folder):
-        tf.io.gfile.rmtree(temp_folder)
+    example_spill.remove(temp_folder)
 
 
 @beam.ptransform_fn

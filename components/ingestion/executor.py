@@ -423,7 +423,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 )
         finally:  # Also when the pipeline failed.
             example_spill.remove(spill_folder)
-            example_files.remove(unfinished_folder)
+            example_spill.remove(unfinished_folder)
         with tf.io.gfile.GFile(report_path) as handle:
             report = json.load(handle)
         quarantine_path = posixpath.join(examples_artifact.uri, QUARANTINE_FILE_NAME)
